@@ -1,0 +1,42 @@
+# Two entry points (see README):
+#   make run    set up (idempotent) and run the whole pipeline on the embedded default data
+#   make test   set up (idempotent, system packages included) and run the test suite
+# Everything else here is what those two are made of.
+
+VENV    ?= .venv
+PYTHON  ?= python3
+CORES   ?= 2
+BIN     := $(abspath $(VENV))/bin
+# Stage commands say `python`: make it the project's interpreter for every tool started here.
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup system-deps run test report dag clean-outputs
+
+# The venv is rebuilt only when the dependency declaration changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian packages the tests drive for real: chromium (report test), slurm + munge (cluster test).
+system-deps:
+	bash scripts/install_system_deps.sh
+
+run: setup
+	snakemake --cores $(CORES)
+	snakemake --report reports/snakemake_report.html
+	@echo "done: reports/index.html, submission/submission.csv (dvc status: $$(dvc status -q && echo clean || echo changes))"
+
+test: setup system-deps
+	$(BIN)/python -m pytest
+
+# Picture of the DAG for the README.
+dag: setup
+	snakemake --rulegraph all | dot -Tpng > docs/dag.png
+
+report: setup
+	snakemake --report reports/snakemake_report.html

@@ -1,0 +1,111 @@
+"""Run the real pipeline in a throw-away copy of the repository.
+
+Tests that need Snakemake or DVC copy the project's files (what git would
+commit) to a temporary folder, merge tests/tiny_params.yaml (and any
+overrides) into params.yaml, make it a git repository of its own, and run the
+tools there. The developer's checkout is never touched.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from echocem.params import deep_merge
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def repo_files(root: Path = REPO) -> list[str]:
+    """Files git would commit: tracked plus untracked-but-not-ignored."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=root, check=True, capture_output=True, text=True,
+    ).stdout
+    return sorted(p for p in out.split("\0") if p and (root / p).is_file())
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for the tools: this interpreter's bin first, quiet DVC, one thread."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.pop("ECHOCEM_THREADS", None)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout\n{proc.stdout[-6000:]}"
+            f"\n--- stderr\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def git(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", *args], cwd)
+
+
+def tiny_params(overrides: dict | None = None) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = deep_merge(params, yaml.safe_load((REPO / "tests" / "tiny_params.yaml").read_text()) or {})
+    return deep_merge(params, overrides or {})
+
+
+def write_params(dest: Path, params: dict) -> None:
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def make_pipeline_copy(dest: Path, overrides: dict | None = None, tiny: bool = True) -> Path:
+    """Copy the project into `dest` (a fresh git repo with one commit) and return it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in repo_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    params = tiny_params(overrides) if tiny else deep_merge(
+        yaml.safe_load((REPO / "params.yaml").read_text()), overrides or {})
+    write_params(dest, params)
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "pipeline copy")
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "snakemake"), *args], cwd, check=check)
+
+
+def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "dvc"), *args], cwd, check=check)
+
+
+_JOB_ROW = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+(\d+)\s*$")
+
+
+def dry_run_stages(cwd: Path) -> set[str]:
+    """Names of the stages `snakemake -n` would run (the `all` target excluded)."""
+    proc = snakemake(cwd, "-n", "--quiet", "rules", "--cores", "1")
+    stages = set()
+    for line in proc.stdout.splitlines():
+        m = _JOB_ROW.match(line)
+        if m and m.group(1) not in ("all", "total"):
+            stages.add(m.group(1))
+    return stages
+
+
+def dvc_stale_stages(cwd: Path) -> set[str]:
+    """Names of the stages `dvc status` reports as changed."""
+    import json
+
+    proc = dvc(cwd, "status", "--json")
+    return set(json.loads(proc.stdout or "{}"))

@@ -1,0 +1,114 @@
+"""A whole pipeline run (tiny settings) and what both tools say afterwards.
+
+One run in a throw-away copy of the repository is shared by the tests of this
+module: afterwards Snakemake and DVC both have nothing to do, and an edit of one
+params key or one code file outdates exactly the stages that read it and their
+descendants.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from echocem.dag import descendants_and_self, load_pipeline
+from tests.pipeline import dry_run_stages, dvc, dvc_stale_stages, make_pipeline_copy, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    root = make_pipeline_copy(tmp_path_factory.mktemp("run"))
+    snakemake(root, "--cores", "2")
+    return root
+
+
+def test_every_declared_output_exists_with_log_and_benchmark(finished_run):
+    stages = load_pipeline(finished_run)
+    for stage in stages.values():
+        for out in stage.outs:
+            assert (finished_run / out).exists(), f"{stage.name}: {out}"
+        assert (finished_run / "logs" / f"{stage.name}.log").is_file()
+        bench = (finished_run / "logs" / "benchmarks" / f"{stage.name}.tsv").read_text()
+        assert bench.splitlines()[0].startswith("s\t")
+
+
+def test_after_a_run_nothing_is_left_to_do(finished_run):
+    assert dry_run_stages(finished_run) == set()
+    assert dvc_stale_stages(finished_run) == set()
+    proc = dvc(finished_run, "repro")
+    assert "Running stage" not in proc.stdout
+    lock = yaml.safe_load((finished_run / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(load_pipeline(finished_run))
+
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("rf", {"rf_baseline", "evaluate", "report"}),
+        ("submission", {"submission", "report"}),
+        ("generative.banana", {"gen_banana", "report"}),
+    ],
+)
+def test_params_edit_outdates_exactly_the_readers_and_descendants(finished_run, key, expected):
+    path = finished_run / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    node = params
+    for part in key.split("."):
+        node = node[part]
+    first = next(k for k, v in node.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+    original = path.read_text()
+    node[first] = node[first] + 1
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        stages = load_pipeline(finished_run)
+        readers = {s.name for s in stages.values() if any(key == p or key.startswith(p + ".") for p in s.params)}
+        assert descendants_and_self(stages, readers) == expected
+        assert dry_run_stages(finished_run) == expected
+        # DVC marks the stages whose own deps changed; the rest follow when they rerun
+        assert dvc_stale_stages(finished_run) == readers
+    finally:
+        path.write_text(original)
+    assert dry_run_stages(finished_run) == set()
+
+
+@pytest.mark.parametrize(
+    "code_file, expected",
+    [
+        ("src/echocem/seg/rf.py", {"rf_baseline", "evaluate", "report"}),
+        ("stages/ingest.py", None),  # ingest and everything below it
+    ],
+)
+def test_code_edit_outdates_exactly_the_stage_and_descendants(finished_run, code_file, expected):
+    stages = load_pipeline(finished_run)
+    users = {s.name for s in stages.values() if code_file in s.deps}
+    if expected is None:
+        expected = descendants_and_self(stages, users)
+        assert "simulate" not in expected and "gen_banana" not in expected
+    path = finished_run / code_file
+    original, stat = path.read_text(), path.stat()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        assert dry_run_stages(finished_run) == expected
+        assert dvc_stale_stages(finished_run) == users
+    finally:
+        # restore content and mtime: Snakemake judges code files by mtime
+        path.write_text(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert dry_run_stages(finished_run) == set()
+
+
+def test_snakemake_report_is_produced(finished_run):
+    snakemake(finished_run, "--report", "snakemake_report.html")
+    html = (finished_run / "snakemake_report.html").read_text(errors="replace")
+    assert "ladder" in html
+
+
+def test_metrics_are_visible_to_dvc(finished_run):
+    shown = json.loads(dvc(finished_run, "metrics", "show", "--json").stdout)
+    flat = json.dumps(shown)
+    assert "ladder.json" in flat and "data_card.json" in flat
