@@ -1,0 +1,151 @@
+"""The rf_baseline, evaluate and submission stages run end to end on tiny inputs.
+
+Each stage is run as dvc.yaml runs it (its entry script, its command-line
+arguments) in a temporary workspace holding small synthetic ingested splits
+and the prepared files of the data contract (docs/architecture.md).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from echocem.io import file_md5, load_npz, save_json, save_npz
+from echocem.seg.submission import read_submission, validate_submission
+from tests.pipeline import REPO, run, tiny_params, write_params
+from tests.seg.synthetic import make_patches
+
+preprocess = pytest.importorskip("echocem.data.preprocess", reason="the data stages' module is not there yet")
+
+VAL_WELL = 4
+N_TRAIN, N_TEST = 16, 6
+
+
+def stage(root: Path, name: str, *args: str, check: bool = True):
+    return run([sys.executable, str(REPO / "stages" / f"{name}.py"), "--params", "params.yaml", *args], root, check=check)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("seg_stages")
+    write_params(root, tiny_params())
+    train = make_patches(N_TRAIN, seed=11)
+    well = (1 + np.arange(N_TRAIN) % 4).astype(np.int32)
+    ids = np.array([f"well_{w}_section_1_patch_{i}" for i, w in enumerate(well)])
+    save_npz(root / "data/ingested/train.npz", images=train["images"], masks=train["masks"], widths=train["widths"],
+             ids=ids, well=well, section=np.ones(N_TRAIN, np.int32), patch=np.arange(N_TRAIN, dtype=np.int32))
+    test = make_patches(N_TEST, seed=12)
+    save_npz(root / "data/ingested/test.npz", images=test["images"], widths=test["widths"],
+             ids=np.array([f"well_7_section_2_patch_{i}" for i in range(N_TEST)]),
+             well=np.full(N_TEST, 7, np.int32), section=np.full(N_TEST, 2, np.int32),
+             patch=np.arange(N_TEST, dtype=np.int32))
+    train_idx = well != VAL_WELL
+    save_json(root / "data/prepared/normalization.json",
+              preprocess.fit_normalization(train["images"][train_idx], train["widths"][train_idx]))
+    save_json(root / "data/prepared/splits.json",
+              {"val_wells": [VAL_WELL], "train_wells": [1, 2, 3], "oof_folds": [[1], [2], [3]]})
+    return root
+
+
+def test_rf_baseline_stage(workspace):
+    stage(workspace, "rf_baseline", "--ingested", "data/ingested", "--prepared", "data/prepared",
+          "--model", "models/rf.joblib", "--pred", "data/predictions/rf_val.npz",
+          "--metrics", "reports/metrics/rf.json")
+    train = load_npz(workspace / "data/ingested/train.npz")
+    va = np.flatnonzero(train["well"] == VAL_WELL)
+    pred = load_npz(workspace / "data/predictions/rf_val.npz")
+    assert pred["ids"].tolist() == train["ids"][va].tolist()
+    assert pred["pred"].dtype == np.int8 and pred["pred"].shape == (len(va), 160, 272)
+    np.testing.assert_array_equal(pred["pred"] == -1, train["masks"][va] == -1)  # padding exactly where it is
+    metrics = json.loads((workspace / "reports/metrics/rf.json").read_text())
+    assert metrics["n_patches"] == len(va) and list(metrics["per_well"]) == [str(VAL_WELL)]
+    assert metrics["val_wells"] == [VAL_WELL] and metrics["iou"] > 0.5
+    assert sum(metrics["train_pixels_per_class"]) == metrics["n_train_pixels"]
+    model = joblib.load(workspace / "models/rf.joblib")
+    assert model.n_estimators == tiny_params()["rf"]["n_estimators"]
+
+
+def test_evaluate_stage(workspace):
+    if not (workspace / "data/predictions/rf_val.npz").exists():
+        test_rf_baseline_stage(workspace)
+    train = load_npz(workspace / "data/ingested/train.npz")
+    va = np.flatnonzero(train["well"] == VAL_WELL)
+    rng = np.random.default_rng(0)
+    for name, holes in (("unet_val", 0.3), ("postproc_val", 0.1)):
+        pred = train["masks"][va].copy()
+        pred[(rng.random(pred.shape) < holes) & (pred > 0)] = 0  # scattered misses: the rules fill them
+        order = np.arange(len(va))[::-1]  # another order than the truth: the stage aligns by id
+        save_npz(workspace / f"data/predictions/{name}.npz", ids=train["ids"][va][order], pred=pred[order],
+                 probs=np.zeros((len(va), 3, 160, 272), np.float16))
+    stage(workspace, "evaluate", "--ingested", "data/ingested", "--prepared", "data/prepared",
+          "--rf", "data/predictions/rf_val.npz", "--unet", "data/predictions/unet_val.npz",
+          "--postproc", "data/predictions/postproc_val.npz", "--metrics", "reports/metrics/ladder.json",
+          "--figures", "reports/figures/ladder")
+    ladder = json.loads((workspace / "reports/metrics/ladder.json").read_text())
+    assert ladder["val_wells"] == [VAL_WELL]
+    assert ladder["order"] == ["all_background", "rf", "unet", "unet_rules", "unet_postproc", "unet_postproc_rules"]
+    rungs = ladder["rungs"]
+    assert rungs["all_background"]["iou"] == 0.0
+    assert rungs["unet"]["iou"] < rungs["unet_postproc"]["iou"] < rungs["unet_postproc_rules"]["iou"]
+    assert ladder["gains"]["rules"] == pytest.approx(rungs["unet_rules"]["iou"] - rungs["unet"]["iou"])
+    assert ladder["gains"]["rules"] > 0
+    rf = json.loads((workspace / "reports/metrics/rf.json").read_text())
+    assert rungs["rf"]["iou"] == pytest.approx(rf["iou"])
+    figures = sorted(p.name for p in (workspace / "reports/figures/ladder").iterdir())
+    assert figures == ["best_patches.png", "confusion_best.png", "ladder.png", "ladder_per_well.png",
+                       "worst_patches.png"]
+
+
+@pytest.fixture(scope="module")
+def models(workspace) -> Path:
+    """Untrained tiny networks in the U-Net stages' file format (the stage only needs valid files)."""
+    import torch
+
+    from echocem.seg.postproc import build_refiner, refiner_config, save_refiner
+    from echocem.seg.unet import build_model, model_config, save_model
+
+    torch.manual_seed(0)
+    section = {"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
+    cfg = model_config(section)
+    save_model(workspace / "models/unet.pt", build_model(cfg), cfg, {})
+    rcfg = refiner_config(section, 1e-4)
+    save_refiner(workspace / "models/postproc_unet.pt", build_refiner(rcfg), rcfg, {})
+    return workspace
+
+
+SUBMISSION_ARGS = ("--ingested", "data/ingested", "--prepared", "data/prepared", "--unet", "models/unet.pt",
+                   "--postproc", "models/postproc_unet.pt")
+
+
+def test_submission_stage_writes_a_valid_csv_and_its_manifest(models):
+    root = models
+    stage(root, "submission", *SUBMISSION_ARGS, "--out", "submission/submission.csv",
+          "--manifest", "submission/manifest.json")
+    test = load_npz(root / "data/ingested/test.npz")
+    csv = root / "submission/submission.csv"
+    assert validate_submission(csv, test["ids"].tolist(), test["widths"]) == []
+    ids, preds, widths = read_submission(csv)
+    assert ids == test["ids"].tolist() and widths.tolist() == test["widths"].tolist()
+    manifest = json.loads((root / "submission/manifest.json").read_text())
+    assert manifest["submission"]["md5"] == file_md5(csv) and manifest["submission"]["rows"] == N_TEST
+    expected = {"unet_model": "models/unet.pt", "postproc_model": "models/postproc_unet.pt",
+                "test_data": "data/ingested/test.npz", "normalization": "data/prepared/normalization.json"}
+    assert {role: entry["path"] for role, entry in manifest["inputs"].items()} == expected
+    for entry in manifest["inputs"].values():
+        assert entry["md5"] == file_md5(root / entry["path"])
+    assert manifest["params"]["values"]["submission"] == tiny_params()["submission"]
+
+
+def test_submission_stage_leaves_nothing_on_a_bad_test_split(models, tmp_path):
+    root = models
+    test = load_npz(root / "data/ingested/test.npz")
+    test["ids"] = np.array([test["ids"][0]] * N_TEST)  # duplicated patch ids: no valid submission exists
+    save_npz(root / "data/bad/test.npz", **test)
+    proc = stage(root, "submission", "--ingested", "data/bad", *SUBMISSION_ARGS[2:],
+                 "--out", "bad/submission.csv", "--manifest", "bad/manifest.json", check=False)
+    assert proc.returncode == 2 and "duplicate patch ids" in proc.stderr
+    assert not (root / "bad").exists() or not any((root / "bad").iterdir())
