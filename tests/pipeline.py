@@ -31,9 +31,9 @@ def repo_files(root: Path = REPO) -> list[str]:
     return sorted(p for p in out.split("\0") if p and (root / p).is_file())
 
 
-def tool_env() -> dict[str, str]:
+def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for the tools: this interpreter's bin first, quiet DVC, one thread."""
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -41,8 +41,9 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1800,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(env), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout\n{proc.stdout[-6000:]}"
