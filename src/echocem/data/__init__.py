@@ -1,0 +1,1 @@
+"""Data stages: the raw challenge layout, the simulator, ingestion and preprocessing."""

@@ -1,0 +1,56 @@
+"""Stage preprocess: fit the normalisation on the training wells, write the well splits and a preview.
+
+Writes data/prepared/{normalization.json, splits.json} (folder written atomically)
+and the preview figure of image/mask pairs.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from echocem.data.preprocess import fit_normalization, make_splits, preview_figure, split_indices
+from echocem.io import EchoCemError, atomic_path, load_npz, save_figure, save_json
+from echocem.params import load_params
+from echocem.runtime import configure_threads, seed_everything, stage_main, thread_count
+
+STAGE = "preprocess"
+TRAIN_KEYS = ("images", "masks", "widths", "ids", "well")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--ingested", required=True, help="folder holding train.npz")
+    p.add_argument("--out", required=True, help="output folder: normalization.json, splits.json")
+    p.add_argument("--preview", required=True, help="output: preview figure (.png)")
+    return p.parse_args()
+
+
+@stage_main
+def main() -> None:
+    args = parse_args()
+    params = load_params(args.params)
+    cfg = params["preprocess"]
+    seed_everything(params["seed"])
+    threads = params["execution"]["threads"]
+    configure_threads(thread_count(threads.get(STAGE, threads["default"])))
+
+    train_path = Path(args.ingested) / "train.npz"
+    data = load_npz(train_path)
+    missing = [k for k in TRAIN_KEYS if k not in data]
+    if missing:
+        raise EchoCemError(f"{train_path}: arrays {missing} missing")
+    splits = make_splits(data["well"], cfg["val_wells"], cfg["oof_folds"])
+    tr = split_indices(data["well"], splits["train_wells"])
+    spec = fit_normalization(data["images"][tr], data["widths"][tr], clip=cfg["clip"])
+    fig = preview_figure(data, spec, splits, n_wells=cfg["preview_wells"])
+
+    with atomic_path(args.out, is_dir=True) as tmp:
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_json(tmp / "normalization.json", spec)
+        save_json(tmp / "splits.json", splits)
+    save_figure(args.preview, fig)
+
+
+if __name__ == "__main__":
+    main()
