@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,17 @@ def test_metrics_are_visible_to_dvc(finished_run):
     shown = json.loads(dvc(finished_run, "metrics", "show", "--json").stdout)
     flat = json.dumps(shown)
     assert "ladder.json" in flat and "data_card.json" in flat
+
+
+def test_dvc_experiment_with_a_changed_param(finished_run):
+    """`dvc exp run -S` reruns only the affected stages and records the experiment.
+
+    Last in this module: it changes the workspace (params and the rf outputs)."""
+    params = yaml.safe_load((finished_run / "params.yaml").read_text())
+    trees = params["rf"]["n_estimators"]
+    proc = dvc(finished_run, "exp", "run", "-n", "fewer-trees", "-S", f"rf.n_estimators={trees + 2}")
+    ran = set(re.findall(r"Running stage '([a-z_]+)'", proc.stdout))
+    assert ran == {"rf_baseline", "evaluate", "report"}
+    shown = dvc(finished_run, "exp", "show", "--json").stdout
+    assert "fewer-trees" in shown
+    assert dvc_stale_stages(finished_run) == set()

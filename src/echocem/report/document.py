@@ -1,0 +1,383 @@
+"""The report as data: sections of tables, figures and text, built from a `Run` (pure).
+
+The HTML and Markdown renderers only lay these blocks out, so what the report
+says is decided here once.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence, Union
+
+from echocem.report.load import Run
+
+RUNG_LABELS = {
+    "all_background": "all background",
+    "rf": "Random Forest",
+    "unet": "U-Net",
+    "unet_rules": "U-Net + rules",
+    "unet_postproc": "U-Net + post-proc U-Net",
+    "unet_postproc_rules": "U-Net + post-proc + rules",
+}
+MAX_LIST = 12  # longer lists of numbers are summarised, not printed
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+    id: str | None = None
+    highlight: set[int] = field(default_factory=set)  # row indices drawn emphasised
+
+
+@dataclass
+class Figure:
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+@dataclass
+class Text:
+    text: str
+    kind: str = "p"  # "p", "note" (a warning box), "code" or "h3" (a sub-heading)
+
+
+@dataclass
+class Details:
+    """A collapsible group (closed by default)."""
+
+    summary: str
+    blocks: list["Block"]
+
+
+Block = Union[Table, Figure, Text, Details]
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Block]
+
+
+# ---------------------------------------------------------------- formatting
+
+def fmt(value: Any) -> str:
+    """A value as a table cell: floats to 4 significant decimals, lists joined, None as a dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if value == 0 or 1e-3 <= abs(value) < 1e5:
+            return f"{value:.4f}"
+        return f"{value:.3e}"
+    if isinstance(value, (list, tuple)):
+        if len(value) > MAX_LIST and all(isinstance(v, (int, float)) for v in value):
+            return f"[{len(value)} values, first {fmt(value[0])}, last {fmt(value[-1])}]"
+        return ", ".join(fmt(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def short_md5(md5: str | None) -> str:
+    if md5 is None:
+        return "–"
+    return md5[:12] + (".dir" if md5.endswith(".dir") else "")
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool)) or (
+        isinstance(v, list) and all(_scalar(x) and not isinstance(x, list) for x in v))
+
+
+def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, leaf value) pairs of nested mappings, in key order."""
+    if isinstance(obj, Mapping) and obj:
+        out = []
+        for k in sorted(obj, key=str):
+            out.extend(flatten(obj[k], f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return [(prefix, obj)]
+
+
+def json_tables(obj: Any, title: str) -> list[Table]:
+    """Tables for any JSON metrics object, whatever its keys (data card, generative metrics, ...).
+
+    Top-level scalars form one key/value table; a mapping whose values are all
+    mappings of scalars becomes a matrix (rows = its keys, columns = the union of
+    inner keys); a list of records becomes a table of its columns; anything
+    deeper is flattened to dotted keys.
+    """
+    if not isinstance(obj, Mapping):
+        return [Table(["value"], [[fmt(obj)]], title)]
+    scalars = [[k, fmt(v)] for k, v in sorted(obj.items(), key=lambda kv: str(kv[0])) if _scalar(v)]
+    tables = [Table(["key", "value"], scalars, title)] if scalars else []
+    for key in sorted((k for k, v in obj.items() if not _scalar(v)), key=str):
+        value = obj[key]
+        name = f"{title}: {key}" if title else str(key)
+        if isinstance(value, Mapping) and value and all(isinstance(v, Mapping) and all(_scalar(x) for x in v.values())
+                                                        for v in value.values()):
+            cols = list(dict.fromkeys(c for v in value.values() for c in v))
+            rows = [[str(r), *(fmt(value[r].get(c)) for c in cols)] for r in value]
+            tables.append(Table([str(key), *map(str, cols)], rows, name))
+        elif isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
+            cols = list(dict.fromkeys(c for r in value for c in r))
+            tables.append(Table(cols, [[fmt(r.get(c)) for c in cols] for r in value], name))
+        else:
+            tables.append(Table(["key", "value"], [[k, fmt(v)] for k, v in flatten(value)], name))
+    return tables
+
+
+# ---------------------------------------------------------------- sections
+
+def _missing(what: str) -> Text:
+    return Text(f"{what}: not available (the stage that writes it has not run).", "note")
+
+
+def data_section(run: Run) -> Section:
+    blocks: list[Block] = []
+    if run.data_card is None:
+        blocks.append(_missing("reports/metrics/data_card.json"))
+    else:
+        blocks.append(Text("The data card written by the ingest stage: counts per well and split, "
+                           "class frequencies, value statistics."))
+        blocks.extend(json_tables(run.data_card, "data card"))
+    if run.preview is not None:
+        blocks.append(Figure("Preview of the prepared data", run.preview, "reports/figures/preview.png"))
+    return Section("data", "Data", blocks)
+
+
+def ladder_tables(ladder: Mapping[str, Any]) -> list[Table]:
+    """The ladder per class (id ladder-table) and per validation well (id ladder-per-well)."""
+    rungs, order = ladder["rungs"], list(ladder["order"])
+    best = max(range(len(order)), key=lambda k: (rungs[order[k]]["iou"], -k))
+    base = rungs.get("unet", {}).get("iou")
+    rows = []
+    for rung in order:
+        r = rungs[rung]
+        gain = "–" if base is None or rung in ("unet", "all_background", "rf") else f"{r['iou'] - base:+.4f}"
+        rows.append([RUNG_LABELS.get(rung, rung), fmt(r["iou"]), fmt(r["iou_class1"]), fmt(r["iou_class2"]),
+                     gain, str(r["n_patches"])])
+    overall = Table(["model", "IoU (mean of classes 1, 2)", "IoU class 1 (TIE)", "IoU class 2 (casing)",
+                     "gain vs U-Net", "patches"], rows,
+                    f"Challenge IoU on the validation wells {fmt(ladder['val_wells'])}; best rung emphasised.",
+                    id="ladder-table", highlight={best})
+    wells = list(dict.fromkeys(str(w) for rung in order for w in rungs[rung].get("per_well", {})))
+    header = ["model"] + [f"well {w} {part}" for w in wells for part in ("IoU", "TIE", "casing")]
+    per_well_rows = []
+    for rung in order:
+        pw = rungs[rung].get("per_well", {})
+        cells = []
+        for w in wells:
+            s = pw.get(w) or pw.get(str(w)) or {}
+            cells += [fmt(s.get("iou")), fmt(s.get("iou_class1")), fmt(s.get("iou_class2"))]
+        per_well_rows.append([RUNG_LABELS.get(rung, rung), *cells])
+    per_well = Table(header, per_well_rows, "The same per validation well (IoU, class 1 TIE, class 2 casing).",
+                     id="ladder-per-well", highlight={best})
+    return [overall, per_well]
+
+
+def _figure_title(name: str) -> str:
+    return name.rsplit(".", 1)[0].replace("_", " ")
+
+
+def ladder_section(run: Run) -> Section:
+    if run.ladder is None:
+        return Section("ladder", "Segmentation ladder", [_missing("reports/metrics/ladder.json")])
+    blocks: list[Block] = [Text(
+        "Each rung adds one part to the previous model; the score is the challenge IoU (per patch the mean "
+        "of the IoU of class 1 and class 2, a class absent from truth and prediction counting 1; then the "
+        "mean over patches).")]
+    blocks.extend(ladder_tables(run.ladder))
+    gains = run.ladder.get("gains") or {}
+    if gains:
+        blocks.append(Table(["part", "IoU gain over the plain U-Net"],
+                            [[k.replace("_", " "), f"{v:+.4f}"] for k, v in gains.items()], "Gains"))
+    for name, png in run.ladder_figures.items():
+        if name.startswith("ladder"):
+            blocks.append(Figure(_figure_title(name), png, f"reports/figures/ladder/{name}"))
+    return Section("ladder", "Segmentation ladder", blocks)
+
+
+def curves_section(run: Run, curve_pngs: Sequence[bytes]) -> Section:
+    blocks: list[Block] = []
+    if run.curves:
+        blocks.append(Text("Training curves of the U-Net stage (reports/plots/unet), drawn from its tables."))
+        for curve, png in zip(run.curves, curve_pngs):
+            blocks.append(Figure(curve.name.replace("_", " "), png))
+    elif run.curve_images:
+        for name, png in run.curve_images.items():
+            blocks.append(Figure(_figure_title(name), png, f"reports/plots/unet/{name}"))
+    else:
+        blocks.append(_missing("reports/plots/unet"))
+    for name, metrics in run.model_metrics.items():
+        blocks.append(Details(f"metrics of {name} (reports/metrics/{name}.json)", json_tables(metrics, name)))
+    return Section("curves", "Training curves", blocks)
+
+
+def overlays_section(run: Run) -> Section:
+    figs = [Figure(_figure_title(n), png, f"reports/figures/ladder/{n}") for n, png in run.ladder_figures.items()
+            if n.startswith(("best", "worst"))]
+    if not figs:
+        return Section("overlays", "Predictions: best and worst validation patches",
+                       [_missing("reports/figures/ladder/best_*.png, worst_*.png")])
+    return Section("overlays", "Predictions: best and worst validation patches",
+                   [Text("Validation patches of the best rung with the highest and the lowest patch IoU: "
+                         "image, truth, prediction.")] + figs)
+
+
+def confusion_section(run: Run) -> Section:
+    figs: list[Block] = [Figure(_figure_title(n), png, f"reports/figures/ladder/{n}")
+                         for n, png in run.ladder_figures.items() if n.startswith("confusion")]
+    other = [Figure(_figure_title(n), png, f"reports/figures/ladder/{n}") for n, png in run.ladder_figures.items()
+             if not n.startswith(("confusion", "ladder", "best", "worst"))]
+    return Section("confusion", "Confusion matrix", (figs or [_missing("reports/figures/ladder/confusion*.png")]) + other)
+
+
+def generative_section(run: Run) -> Section:
+    if not run.generative:
+        return Section("generative", "Generative transport models", [_missing("reports/metrics/generative/*.json")])
+    blocks: list[Block] = [Text("Monotone gradient networks (C-MGN, M-MGN) on five transport tasks: the metrics "
+                                "each task stage wrote, and its figures.")]
+    for task, metrics in run.generative.items():
+        blocks.append(Text(f"Task: {task}", "h3"))
+        blocks.extend(json_tables(metrics, task))
+        for name, png in run.generative_figures.get(task, {}).items():
+            blocks.append(Figure(f"{task}: {_figure_title(name)}", png, f"reports/figures/generative/{task}/{name}"))
+    return Section("generative", "Generative transport models", blocks)
+
+
+def runtime_section(run: Run, runtime_png: bytes | None) -> Section:
+    title = "Run time per stage"
+    if not run.benchmarks:
+        return Section("runtime", title, [Text(
+            "No Snakemake benchmark files (logs/benchmarks/<stage>.tsv): the pipeline was run by `dvc repro`, "
+            "which does not time stages. Run it with `snakemake` to see run times here.", "note")])
+    rows, total = [], 0.0
+    for name in run.stage_order:
+        b = run.benchmarks.get(name)
+        if b is None:
+            rows.append([name, "–", "–", "–", "–"])
+            continue
+        total += float(b["s"])
+        rss = b.get("max_rss")
+        rows.append([name, f"{float(b['s']):.1f}", str(b.get("h:m:s", "–")),
+                     f"{rss:.0f}" if isinstance(rss, float) else "–",
+                     f"{b['cpu_time']:.1f}" if isinstance(b.get("cpu_time"), float) else "–"])
+    rows.append(["total", f"{total:.1f}", "", "", ""])
+    blocks: list[Block] = [Table(["stage", "wall s", "h:m:s", "max RSS MB", "CPU s"], rows,
+                                 "From Snakemake's benchmark files, the last time each stage ran; a dash: no "
+                                 "benchmark (the stage was run by DVC, or is this report).", id="runtime-table",
+                                 highlight={len(rows) - 1})]
+    if runtime_png is not None:
+        blocks.append(Figure("Wall-clock time per stage", runtime_png))
+    return Section("runtime", title, blocks)
+
+
+def _lock_note(run: Run) -> Text:
+    rows = run.hashes
+    if not run.lock_found:
+        return Text("dvc.lock not found: a Snakemake run records it after its last stage (`dvc commit`), so "
+                    "the md5 column is what it will record. Audit a submission with "
+                    "`python -m echocem audit submission/submission.csv` once it exists.", "note")
+    changed = sum(r.state != "match" for r in rows)
+    if changed == 0:
+        return Text(f"All {len(rows)} recorded deps and outs match dvc.lock.")
+    return Text(f"{changed} of {len(rows)} deps and outs differ from dvc.lock or are not in it. After a Snakemake "
+                "run dvc.lock is updated by `dvc commit` once every stage (this report included) has finished, so "
+                "these are the results of this run not yet recorded, unless `dvc status` still lists them "
+                "afterwards.", "note")
+
+
+def provenance_section(run: Run) -> Section:
+    code = run.code or {}
+    commit = code.get("git_commit") or "not a git repository"
+    dirty = {True: "yes (uncommitted changes)", False: "no", None: "unknown"}[code.get("git_dirty")]
+    blocks: list[Block] = [Table(["", ""], [["git commit", commit], ["uncommitted changes", dirty]],
+                                 "Code version", id="code-version")]
+    m = run.manifest
+    if m is not None:
+        sub = m.get("submission", {})
+        built = m.get("code", {})
+        rows = [["file", sub.get("path")], ["md5", sub.get("md5")], ["rows", sub.get("rows")],
+                ["columns", sub.get("columns")], ["built at commit", built.get("git_commit") or "–"],
+                ["built with uncommitted changes", fmt(built.get("git_dirty"))],
+                ["params md5", m.get("params", {}).get("md5")]]
+        rows += [[f"input {role}", f"{e.get('path')}  md5 {e.get('md5')}"] for role, e in sorted(m.get("inputs", {}).items())]
+        blocks.append(Table(["submission", ""], [[k, fmt(v)] for k, v in rows],
+                            "The submission manifest (check it with `python -m echocem audit submission/submission.csv`)",
+                            id="submission-manifest"))
+    else:
+        blocks.append(_missing("submission/manifest.json"))
+    blocks.append(Table(["stage", "params keys read"], [[s, ", ".join(k) or "–"] for s, k in run.stage_params.items()],
+                        "Parameters each stage reads (dvc.yaml)"))
+    for section, values in run.params.items():
+        rows = [[k, fmt(v)] for k, v in flatten(values, section)]
+        blocks.append(Details(f"params.yaml: {section} ({len(rows)} values)", [Table(["key", "value"], rows)]))
+    blocks.append(_lock_note(run))
+    for stage in run.stage_order:
+        rows = [r for r in run.hashes if r.stage == stage]
+        if not rows:
+            continue
+        states = {r.state for r in rows}
+        tag = "all match dvc.lock" if states == {"match"} else ", ".join(sorted(states))
+        table = Table(["", "path", "md5 now", "dvc.lock", "state"],
+                      [[r.kind, r.path, short_md5(r.current), short_md5(r.locked) if r.in_lock else "–", r.state]
+                       for r in rows])
+        blocks.append(Details(f"hashes of stage {stage}: {len(rows)} files ({tag})", [table]))
+    versions = sorted(set(run.packages) | set((m or {}).get("packages", {})), key=str.lower)
+    built_with = (m or {}).get("packages", {})
+    blocks.append(Table(["package", "this environment", "the submission's manifest"],
+                        [[p, fmt(run.packages.get(p)), fmt(built_with.get(p)) if p in built_with else "–"]
+                         for p in versions], "Package versions", id="packages"))
+    blocks.append(Table(["", ""], [[k, v] for k, v in run.hardware.items()],
+                        "Hardware (the machine that built this report)", id="hardware"))
+    return Section("provenance", "Provenance", blocks)
+
+
+def headline(run: Run) -> list[tuple[str, str]]:
+    """The few numbers at the top of the page and of the summary."""
+    items = []
+    if run.ladder is not None:
+        order, rungs = run.ladder["order"], run.ladder["rungs"]
+        best = max(order, key=lambda r: (rungs[r]["iou"], -order.index(r)))
+        items.append(("best validation IoU", f"{rungs[best]['iou']:.4f} ({RUNG_LABELS.get(best, best)})"))
+    if run.manifest is not None:
+        sub = run.manifest.get("submission", {})
+        items.append(("submission", f"{sub.get('rows')} rows, md5 {str(sub.get('md5'))[:12]}"))
+    if run.benchmarks:
+        items.append(("pipeline run time", f"{sum(float(b['s']) for b in run.benchmarks.values()):.0f} s "
+                                           f"over {len(run.benchmarks)} stages"))
+    commit = run.code.get("git_commit")
+    items.append(("code", (commit[:12] if commit else "no git") + (" (uncommitted changes)" if run.code.get("git_dirty") else "")))
+    return items
+
+
+def build_document(run: Run, curve_pngs: Sequence[bytes] = (), runtime_png: bytes | None = None) -> list[Section]:
+    """Every section of the report, in reading order.
+
+    The figures the report draws itself are passed in (echocem.report.figures),
+    so this stays a pure function of data.
+    """
+    sections = [
+        data_section(run),
+        ladder_section(run),
+        curves_section(run, curve_pngs),
+        overlays_section(run),
+        confusion_section(run),
+        generative_section(run),
+        runtime_section(run, runtime_png),
+        provenance_section(run),
+    ]
+    if run.missing:
+        sections.insert(0, Section("missing", "Missing inputs", [
+            Text("This report was built from a partial run; these inputs are missing:", "note"),
+            Table(["path"], [[m] for m in run.missing])]))
+    return sections

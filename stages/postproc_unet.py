@@ -1,0 +1,123 @@
+"""Stage postproc_unet: a second U-Net refining the first one's class probabilities.
+
+Trained on the out-of-fold probabilities of the training wells (unet_oof), so
+it never learns from predictions on the first model's own training patches;
+selected and evaluated on the validation wells with the first model's
+validation probabilities (unet). The untrained refiner is the identity and is
+a selection candidate (epoch 0), so the refined IoU on the validation wells is
+never below the U-Net's. Writes the refiner (.pt), the refined validation
+predictions (.npz: ids, pred, probs) and the metrics (U-Net alone vs refined).
+Checkpoints: checkpoints/postproc_unet/<fingerprint>/ (resumable, removed at the end).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from echocem.data.preprocess import load_normalization, load_splits, split_indices
+from echocem.io import EchoCemError, load_npz, save_json, save_npz
+from echocem.params import load_params
+from echocem.runtime import configure_threads, resolve_device, seed_everything, stage_main, thread_count
+from echocem.seg.metric import challenge_iou
+from echocem.seg.postproc import align_ids, refine_proba, save_refiner, train_refiner
+from echocem.seg.train import active_profile, fingerprint
+from echocem.seg.unet import labels_from_proba
+
+STAGE = "postproc_unet"
+TRAIN_KEYS = ("images", "masks", "widths", "ids", "well")
+PRED_KEYS = ("ids", "pred", "probs")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--ingested", required=True, help="folder holding train.npz")
+    p.add_argument("--prepared", required=True, help="folder holding normalization.json and splits.json")
+    p.add_argument("--oof", required=True, help="out-of-fold U-Net predictions of the training wells (.npz)")
+    p.add_argument("--val", required=True, help="U-Net predictions of the validation wells (.npz)")
+    p.add_argument("--model", required=True, help="output: trained refiner (.pt)")
+    p.add_argument("--pred", required=True, help="output: refined validation predictions (.npz)")
+    p.add_argument("--metrics", required=True, help="output: U-Net alone vs refined IoU (.json)")
+    p.add_argument("--checkpoints", default="checkpoints", help="scratch folder for resumable checkpoints")
+    return p.parse_args()
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    pred = load_npz(path)
+    missing = [k for k in PRED_KEYS if k not in pred]
+    if missing:
+        raise EchoCemError(f"{path}: arrays {missing} missing (expected ids, pred, probs)")
+    return pred
+
+
+@stage_main
+def main() -> None:
+    args = parse_args()
+    # per-epoch lines with wall times go to the log (stderr), never to an output
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params(args.params)
+    seed = int(params["seed"])
+    seed_everything(seed)
+    threads = params["execution"]["threads"]
+    configure_threads(thread_count(threads.get(STAGE, threads["default"])))
+    device = resolve_device(params["execution"]["device"])
+    profile = active_profile(params["postproc"], "postproc")
+
+    train_path = Path(args.ingested) / "train.npz"
+    norm_path, splits_path = Path(args.prepared) / "normalization.json", Path(args.prepared) / "splits.json"
+    data = load_npz(train_path)
+    missing = [k for k in TRAIN_KEYS if k not in data]
+    if missing:
+        raise EchoCemError(f"{train_path}: arrays {missing} missing")
+    spec = load_normalization(norm_path)
+    splits = load_splits(splits_path)
+    oof, val = load_predictions(Path(args.oof)), load_predictions(Path(args.val))
+    tr = align_ids(data["ids"], oof["ids"], args.oof)
+    va = align_ids(data["ids"], val["ids"], args.val)
+    expected_tr = split_indices(data["well"], splits["train_wells"])
+    if sorted(tr.tolist()) != sorted(expected_tr.tolist()):
+        raise EchoCemError(f"{args.oof}: does not cover exactly the training wells {splits['train_wells']}")
+    if sorted(va.tolist()) != sorted(split_indices(data["well"], splits["val_wells"]).tolist()):
+        raise EchoCemError(f"{args.val}: does not cover exactly the validation wells {splits['val_wells']}")
+
+    fp = fingerprint({"stage": STAGE, "seed": seed, "profile": profile, "device": device},
+                     [train_path, norm_path, splits_path, args.oof, args.val])
+    ck_dir = Path(args.checkpoints) / STAGE / fp
+    cfg, trained = train_refiner(data["images"], data["masks"], data["widths"], data["well"], tr,
+                                 oof["probs"], va, val["probs"], spec, profile, seed, device, ck_dir, fp)
+
+    val_probs = val["probs"].astype(np.float32)
+    refined = refine_proba(trained.model, val_probs, data["images"][va], data["widths"][va], spec, device,
+                           int(profile["train"]["eval_batch_size"]))
+    pred = labels_from_proba(refined, data["widths"][va])
+    truth, widths, wells = data["masks"][va], data["widths"][va], data["well"][va]
+    alone = challenge_iou(truth, val["pred"], widths, wells)
+    after = challenge_iou(truth, pred, widths, wells)
+    run = trained.fit
+    metrics = {
+        "unet": alone,
+        "refined": after,
+        "gain": {k: after[k] - alone[k] for k in ("iou", "iou_class1", "iou_class2")},
+        "best_epoch": run.best_epoch,
+        "identity_selected": run.best_epoch == 0,
+        "epochs": int(profile["train"]["epochs"]),
+        "profile": params["postproc"]["profile"],
+        "encoder": cfg["encoder"],
+        "device": device,
+        "n_train_patches": int(len(tr)),
+    }
+    meta = {"stage": STAGE, "best_epoch": run.best_epoch, "val_iou": after["iou"], "seed": seed}
+    save_refiner(args.model, trained.model, cfg, meta)
+    save_npz(args.pred, ids=data["ids"][va], pred=pred, probs=refined.astype(np.float16))
+    save_json(args.metrics, metrics)
+    shutil.rmtree(ck_dir, ignore_errors=True)
+    print(f"postproc_unet: validation IoU {alone['iou']:.4f} (U-Net) -> {after['iou']:.4f} (refined, "
+          f"epoch {run.best_epoch}/{metrics['epochs']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Training: resume after an interruption, determinism, model selection, out-of-fold guarantee."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from echocem.io import EchoCemError
+from echocem.seg.train import fingerprint, normalised_images, oof_plan, out_of_fold, train_segmenter
+from echocem.seg.unet import model_config
+
+TRAIN_WELLS, VAL_WELLS = (1, 2, 3), (4,)
+
+
+class Interrupt(Exception):
+    """Stands for a kill: raised from the epoch hook, after the epoch's checkpoint."""
+
+
+def _run(patches, norm_spec, profile, ck_dir=None, hook=None, seed=7, epochs=4):
+    wells = patches["well"]
+    x = normalised_images(patches["images"], patches["widths"], norm_spec, "cpu")
+    tr = np.flatnonzero(np.isin(wells, TRAIN_WELLS))
+    va = np.flatnonzero(np.isin(wells, VAL_WELLS))
+    fp = fingerprint({"profile": profile, "seed": seed, "epochs": epochs})
+    return train_segmenter(x, patches["masks"], patches["widths"], wells, tr, va, model_config(profile["model"]),
+                           profile, epochs, seed, "cpu", ck_dir, fp, desc="test", on_epoch_end=hook)
+
+
+def _state(trained):
+    return {k: v.clone() for k, v in trained.model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def reference(patches, norm_spec, tiny_profile):
+    """An uninterrupted 4-epoch run without checkpoints."""
+    return _run(patches, norm_spec, tiny_profile)
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(reference, patches, norm_spec, tiny_profile):
+    again = _run(patches, norm_spec, tiny_profile, epochs=4)
+    ref = _state(reference)
+    assert all(torch.equal(ref[k], v) for k, v in _state(again).items())
+    assert again.fit.history == reference.fit.history
+    other = _run(patches, norm_spec, tiny_profile, seed=8, epochs=1)
+    assert not all(torch.equal(ref[k], v) for k, v in _state(other).items())
+
+
+def test_model_selection_keeps_the_best_validation_epoch(reference):
+    hist = reference.fit.history
+    assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
+    best = max(hist, key=lambda r: r["val_iou"])
+    assert reference.fit.best_epoch == min(r["epoch"] for r in hist if r["val_iou"] == best["val_iou"])
+    assert reference.fit.best_scores["iou"] == pytest.approx(best["val_iou"], abs=1e-6)
+    assert set(reference.fit.best_scores["per_well"]) == {"4"}
+
+
+def test_interrupted_training_resumes_from_the_last_checkpoint(tmp_path, reference, patches, norm_spec,
+                                                               tiny_profile):
+    ck_dir = tmp_path / "checkpoints" / "unet" / "abc"
+    ran = []
+
+    def kill_after_two(epoch, row):
+        ran.append(epoch)
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        _run(patches, norm_spec, tiny_profile, ck_dir, kill_after_two)
+    assert ran == [1, 2] and (ck_dir / "last.pt").is_file()
+
+    ran.clear()
+    resumed = _run(patches, norm_spec, tiny_profile, ck_dir, lambda e, r: ran.append(e))
+    assert resumed.fit.start_epoch == 3 and ran == [3, 4]  # epochs 1-2 were not redone
+    assert resumed.fit.history == reference.fit.history
+    assert resumed.fit.best_epoch == reference.fit.best_epoch
+    ref = _state(reference)
+    assert all(torch.equal(ref[k], v) for k, v in _state(resumed).items())
+
+
+def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path, patches, norm_spec, tiny_profile):
+    ck_dir = tmp_path / "ck"
+    _run(patches, norm_spec, tiny_profile, ck_dir, epochs=1)
+    ran = []
+    other = _run(patches, norm_spec, tiny_profile, ck_dir, lambda e, r: ran.append(e), seed=9, epochs=1)
+    assert other.fit.start_epoch == 1 and ran == [1]
+
+
+def test_oof_plan_partitions_the_training_wells():
+    wells = np.array([1, 1, 2, 3, 3, 4, 5, 6])
+    plan = oof_plan(wells, [1, 2, 3, 4], [[1, 2], [3, 4]])
+    assert [f.wells for f in plan] == [(1, 2), (3, 4)]
+    for fold in plan:
+        assert not set(wells[fold.train_idx]) & set(wells[fold.pred_idx])
+        assert set(wells[fold.train_idx]) | set(wells[fold.pred_idx]) == {1, 2, 3, 4}
+    with pytest.raises(EchoCemError, match=r"oof_folds\[1\] has wells \[5\] outside train_wells"):
+        oof_plan(wells, [1, 2, 3, 4], [[1, 2, 3], [4, 5]])
+    with pytest.raises(EchoCemError, match=r"must partition train_wells; repeated \[2\], missing \[4\]"):
+        oof_plan(wells, [1, 2, 3, 4], [[1, 2], [2, 3]])
+
+
+def test_out_of_fold_models_never_train_on_the_wells_they_predict(patches, norm_spec, tiny_profile):
+    wells = patches["well"]
+    x = normalised_images(patches["images"], patches["widths"], norm_spec, "cpu")
+    plan = oof_plan(wells, TRAIN_WELLS, [[1], [2, 3]])
+    va = np.flatnonzero(np.isin(wells, VAL_WELLS))
+    seen = []
+    result = out_of_fold(x, patches["masks"], patches["widths"], wells, plan, va,
+                         model_config(tiny_profile["model"]), tiny_profile, 1, 7, "cpu",
+                         on_epoch_end=lambda e, r: seen.append(e))
+    train_idx = np.flatnonzero(np.isin(wells, TRAIN_WELLS))
+    assert np.array_equal(result.idx, train_idx)  # every training patch predicted exactly once
+    assert result.probs.shape == (len(train_idx), 3, 160, 272) and result.probs.dtype == np.float16
+    np.testing.assert_allclose(result.probs.astype(np.float32).sum(axis=1), 1.0, atol=2e-3)
+    assert seen == [1, 1]
+    for fold, report in zip(plan, result.folds):
+        assert set(report["train_wells"]).isdisjoint(report["wells"])
+        assert set(wells[fold.train_idx]).isdisjoint(set(wells[fold.pred_idx]))
+        assert set(report["train_wells"]) | set(report["wells"]) == set(TRAIN_WELLS)
+        assert report["oof"]["n_patches"] == len(fold.pred_idx)
