@@ -40,6 +40,7 @@ class _Ctx:
     def __init__(self, common: dict, seed: int, device: str, task_offset: int) -> None:
         self.device, self.dtype = device, DTYPES[common["dtype"]]
         self.blur, self.scaling = float(common["blur"]), float(common["scaling"])
+        self.train_blur = float(common["train_blur"])
         self.archs = list(common["archs"])
         self.rng = np.random.default_rng([seed, task_offset])
         self.gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
@@ -60,10 +61,11 @@ class _Ctx:
         with torch.no_grad():
             xt = torch.as_tensor(x, dtype=torch.float64, device=self.device)
             yt = torch.as_tensor(y, dtype=torch.float64, device=self.device)
-            return _r(sinkhorn_divergence(xt, yt, self.blur, 0.9))
+            return _r(sinkhorn_divergence(xt, yt, self.blur, 0.8))
 
     def sinkhorn_fields(self) -> dict:
-        return {"loss": "debiased_sinkhorn_divergence", "blur": self.blur, "epsilon": _r(self.blur**2),
+        return {"loss": "debiased_sinkhorn_divergence", "train_blur": self.train_blur,
+                "train_epsilon": _r(self.train_blur**2), "blur": self.blur, "epsilon": _r(self.blur**2),
                 "cost": "squared_euclidean_over_2", "eval_loss": "debiased_sinkhorn_divergence"}
 
 
@@ -174,7 +176,7 @@ def banana_task(cfg: dict, common: dict, seed: int, device: str) -> Result:
         models[arch] = model = ctx.model(arch, 2, cfg)
         source = lambda n: torch.randn(n, 2, generator=ctx.gen, dtype=torch.float64).to(ctx.device, ctx.dtype)
         _timed(f"banana/{arch}", lambda: train_sinkhorn(model, source, ctx.t(target), cfg["steps"], cfg["batch"],
-                                                        cfg["lr"], ctx.blur, ctx.scaling, ctx.gen, f"banana {arch}"))
+                                                        cfg["lr"], ctx.train_blur, ctx.scaling, ctx.gen, f"banana {arch}"))
         maps[arch] = ctx.apply(model, x_eval)
     for name, y in maps.items():
         metrics[f"sinkhorn_{name}"] = ctx.sinkhorn(y, held_out)
@@ -200,7 +202,7 @@ def digits_task(cfg: dict, common: dict, seed: int, device: str) -> Result:
         model = ctx.model(arch, 64, cfg)
         source = lambda n: torch.randn(n, 64, generator=ctx.gen, dtype=torch.float64).to(ctx.device, ctx.dtype)
         _timed(f"digits/{arch}", lambda: train_sinkhorn(model, source, ctx.t(train), cfg["steps"], cfg["batch"],
-                                                        cfg["lr"], ctx.blur, ctx.scaling, ctx.gen, f"digits {arch}"))
+                                                        cfg["lr"], ctx.train_blur, ctx.scaling, ctx.gen, f"digits {arch}"))
         maps[arch] = ctx.apply(model, x_eval)
     for name, y in maps.items():
         metrics[f"sinkhorn_{name}"] = ctx.sinkhorn(y, held_out)
@@ -227,7 +229,7 @@ def color_task(cfg: dict, common: dict, seed: int, device: str) -> Result:
         model = ctx.model(arch, 3, cfg)
         source = lambda n: src_t[torch.randint(len(src_t), (n,), generator=ctx.gen).to(ctx.device)]
         _timed(f"color/{arch}", lambda: train_sinkhorn(model, source, ctx.t(tgt_train), cfg["steps"], cfg["batch"],
-                                                       cfg["lr"], ctx.blur, ctx.scaling, ctx.gen, f"color {arch}"))
+                                                       cfg["lr"], ctx.train_blur, ctx.scaling, ctx.gen, f"color {arch}"))
         maps[arch] = lambda z, m=model: ctx.apply(m, z)
     images = {"source": src_img, "target": tgt_img}
     for name, fn in maps.items():
