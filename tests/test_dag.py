@@ -117,11 +117,11 @@ def _dvc_view(root: Path):
 
 
 def _snakemake_view(root: Path):
-    dot = snakemake(root, "--rulegraph", "--quiet", "all").stdout
+    dot = snakemake(root, "all", "--rulegraph").stdout
     labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, flags=re.M))
     graph = {(labels[a], labels[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)}
     graph = {(a, b) for a, b in graph if "all" not in (a, b)}
-    summary = snakemake(root, "--summary", "--quiet", "all").stdout.splitlines()
+    summary = snakemake(root, "all", "--summary").stdout.splitlines()
     outs: dict[str, list[str]] = {}
     header = next(i for i, line in enumerate(summary) if line.startswith("output_file"))
     for line in summary[header + 1:]:

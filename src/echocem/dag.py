@@ -270,3 +270,10 @@ def lock_is_current(stages: dict[str, Stage], root: str | Path = ".") -> bool:
             if not path.exists() or _newest_mtime(path) > stamp:
                 return False
     return True
+
+
+def finished_stages(stages: dict[str, Stage], root: str | Path = ".") -> list[str]:
+    """Stages whose outputs all exist: what `dvc commit` can record after a run
+    that built only some targets."""
+    root = Path(root)
+    return [s.name for s in stages.values() if all((root / out).exists() for out in s.outs)]
