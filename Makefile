@@ -29,7 +29,7 @@ system-deps:
 run: setup
 	snakemake --cores $(CORES)
 	snakemake --report reports/snakemake_report.html
-	@echo "done: reports/index.html, submission/submission.csv (dvc status: $$(dvc status -q && echo clean || echo changes))"
+	@echo "done: reports/snakemake_report.html, submission/submission.csv (dvc status: $$(dvc status -q && echo clean || echo changes))"
 
 test: setup system-deps
 	$(BIN)/python -m pytest
