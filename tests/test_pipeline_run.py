@@ -61,7 +61,13 @@ def test_params_edit_outdates_exactly_the_readers_and_descendants(finished_run, 
     node = params
     for part in key.split("."):
         node = node[part]
-    first = next(k for k, v in node.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+    # the first numeric leaf under the key (sections may nest, e.g. small/full settings)
+    while True:
+        first = next(k for k, v in node.items()
+                     if isinstance(v, dict) or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+        if not isinstance(node[first], dict):
+            break
+        node = node[first]
     original = path.read_text()
     node[first] = node[first] + 1
     path.write_text(yaml.safe_dump(params, sort_keys=False))
