@@ -77,14 +77,22 @@ def _timed(label: str, fn: Callable[[], object]) -> object:
 
 
 def _pot_mapping(xs: np.ndarray, xt: np.ndarray, n: int, rng: np.random.Generator) -> Callable:
-    """POT's joint OT + kernel-map estimator (Perrot et al. 2016) on n source/target points."""
+    """POT's joint OT + kernel-map estimator (Perrot et al. 2016) on n source/target points.
+
+    Points are drawn without repeats (quantised pixel colours repeat, and a repeated
+    row makes the estimator's kernel system singular); the Gaussian kernel width is
+    the median distance between the source points, so it follows the data's scale.
+    """
     import ot
 
-    i = rng.choice(len(xs), min(n, len(xs)), replace=False)
-    j = rng.choice(len(xt), min(n, len(xt)), replace=False)
-    mapping = ot.da.MappingTransport(kernel="gaussian", mu=1.0, eta=1e-3, sigma=1.0, bias=True,
+    xs_u, xt_u = np.unique(np.asarray(xs, dtype=np.float64), axis=0), np.unique(np.asarray(xt, dtype=np.float64), axis=0)
+    a = xs_u[np.sort(rng.choice(len(xs_u), min(n, len(xs_u)), replace=False))]
+    b = xt_u[np.sort(rng.choice(len(xt_u), min(n, len(xt_u)), replace=False))]
+    dist = np.sqrt(((a[:, None, :] - a[None, :, :]) ** 2).sum(-1))
+    sigma = float(np.median(dist[np.triu_indices(len(a), 1)]))
+    mapping = ot.da.MappingTransport(kernel="gaussian", mu=1.0, eta=1e-3, sigma=sigma, bias=True,
                                      max_iter=10, max_inner_iter=10)
-    mapping.fit(Xs=xs[i], Xt=xt[j])
+    mapping.fit(Xs=a, Xt=b)
     def apply(z: np.ndarray, chunk: int = 20000) -> np.ndarray:
         z = np.asarray(z, dtype=np.float64)
         return np.concatenate([np.asarray(mapping.transform(Xs=z[k:k + chunk])) for k in range(0, len(z), chunk)])
