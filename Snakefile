@@ -6,8 +6,9 @@
 import sys
 from pathlib import Path
 
-from echocem.dag import (default_targets, finished_stages, is_dir_path, load_pipeline,
-                         lock_is_current, snakemake_inputs, stage_resources, stage_threads)
+from echocem.dag import (default_targets, is_dir_path, load_pipeline, snakemake_inputs,
+                         stage_resources, stage_threads)
+from echocem.record import commit_run
 from echocem.params import load_params
 
 # Validated before anything is scheduled: a bad key stops the run here, named.
@@ -56,5 +57,4 @@ for _stage in STAGES.values():
 onsuccess:
     # Record the finished stages in dvc.lock (and the cache); DVC then agrees
     # that everything is up to date. Skipped when no output is newer than dvc.lock.
-    if not lock_is_current(STAGES):
-        shell(f"{sys.executable} -m dvc commit --force --quiet " + " ".join(finished_stages(STAGES)))
+    commit_run(STAGES)

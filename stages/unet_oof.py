@@ -53,7 +53,7 @@ def main() -> None:
     device = resolve_device(params["execution"]["device"])
     profile = active_profile(params["unet"], "unet")
     cfg = model_config(profile["model"], in_channels=1)
-    epochs = int(profile["train"]["oof_epochs"])
+    epochs = int(params["unet_oof"]["epochs"][params["unet"]["profile"]])
 
     train_path = Path(args.ingested) / "train.npz"
     norm_path, splits_path = Path(args.prepared) / "normalization.json", Path(args.prepared) / "splits.json"

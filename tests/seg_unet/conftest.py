@@ -1,8 +1,6 @@
 """Shared fixtures of the U-Net tests: one thread, tiny networks, tiny synthetic patches."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,7 @@ from tests.seg.synthetic import make_patches
 # exercise the real code paths, only smaller
 TINY_OVERRIDES = {
     "model": {"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-    "train": {"epochs": 4, "oof_epochs": 2, "batch_size": 4, "eval_batch_size": 8, "lr": 0.003,
+    "train": {"epochs": 4, "batch_size": 4, "eval_batch_size": 8, "lr": 0.003,
               "warmup_fraction": 0.25},
 }
 
@@ -56,7 +54,3 @@ def norm_spec(patches) -> dict:
     from echocem.data.preprocess import fit_normalization
 
     return fit_normalization(patches["images"], patches["widths"])
-
-
-def profile_copy(profile: dict) -> dict:
-    return copy.deepcopy(profile)
