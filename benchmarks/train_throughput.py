@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from echocem.data.preprocess import fit_normalization
 from echocem.params import load_params
 from echocem.runtime import configure_threads, resolve_device
-from echocem.seg.train import (Accel, Dataset, StepRunner, execution_mode, make_optimizer, new_model,
-                               steps_per_epoch)
+from echocem.seg.train import (Accel, Dataset, StepRunner, execution_mode, make_dataset, make_optimizer,
+                               new_model, normalised_images, steps_per_epoch)
 from echocem.seg.postproc import predict_labels
 from echocem.seg.unet import model_config, predict_proba, to_memory_format
 
@@ -115,11 +116,7 @@ def main() -> None:
     seed = int(params["seed"])
 
     images, masks, widths = synthetic_data(n, seed)
-    from echocem.data.preprocess import normalize  # noqa: F401  (fails early if absent)
-    from echocem.seg.train import make_dataset, normalised_images
-
-    spec_mean, spec_std = float(images.mean()), float(images.std())
-    norm_spec = {"method": "zscore", "mean": spec_mean, "std": spec_std}
+    norm_spec = fit_normalization(images, widths)
     results: dict = {"device": device if device == "cpu" else torch.cuda.get_device_name(),
                      "profile": name, "encoder": cfg["encoder"], "batch_size": batch, "resident_images": n,
                      "threads": args.threads, "bf16": accel.bf16, "channels_last": accel.channels_last,

@@ -1,14 +1,15 @@
-"""Sharing a run through the DVC remote: `dvc push`, then `dvc pull` in a fresh clone.
+"""Sharing a run through the DVC remote: `dvc push`, then a pull into a fresh clone.
 
-The pulled clone must hold every output byte for byte, DVC must see it up to
-date, and Snakemake must have nothing to do there (after scripts/dvc_pull.sh
-aligned the file times Snakemake compares; see docs/cluster.md).
+The clone must then hold every output byte for byte, DVC must see it up to
+date and Snakemake must have nothing to do there; scripts/dvc_pull.sh does the
+pull (and aligns the file times Snakemake compares, see docs/cluster.md).
 """
 from __future__ import annotations
 
-import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from echocem.dag import load_pipeline
 from tests.pipeline import REPO, dry_run_stages, dvc, dvc_stale_stages, git, make_pipeline_copy, run, snakemake
@@ -16,69 +17,86 @@ from tests.slurm.snapshot import output_files, output_hashes
 
 pytestmark = pytest.mark.slow
 
-REMOTE = "shared"  # the default remote named in .dvc/config
-PULL = REPO / "scripts" / "dvc_pull.sh"
+REMOTE = "shared"  # the default remote of .dvc/config
+PULL = str(REPO / "scripts" / "dvc_pull.sh")
+EVERYTHING = frozenset()  # exclude nothing: a pull restores the very bytes, report included
 
 
-def clone(origin, dest):
-    run(["git", "clone", "-q", str(origin), str(dest)], origin.parent)
+def clone(origin: Path, dest: Path, store: Path | None = None) -> Path:
+    """git clone `origin` to `dest`; point its remote at `store` for this clone only."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    run(["git", "clone", "-q", str(origin), str(dest)], dest.parent)
+    if store is not None:
+        dvc(dest, "remote", "modify", "--local", REMOTE, "url", str(store))
     return dest
 
 
-def git_is_clean(root) -> bool:
-    return git(root, "status", "--porcelain").stdout.strip() == ""
-
-
-def test_push_then_pull_into_a_fresh_clone_restores_every_output(tmp_path):
-    origin = make_pipeline_copy(tmp_path / "origin")
+@pytest.fixture(scope="module")
+def pushed_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny run, its outputs pushed to a store in tmp, its record committed to git."""
+    base = tmp_path_factory.mktemp("remote")
+    origin = make_pipeline_copy(base / "origin")
     snakemake(origin, "--cores", "2")
-    store = tmp_path / "store"
+    store = base / "store"
     dvc(origin, "remote", "modify", "--local", REMOTE, "url", str(store))
     dvc(origin, "push")
-    # what git shares: dvc.lock and the small uncached results (metrics, plots, manifest)
+    # git carries dvc.lock and the small uncached results (metrics, plots, manifest)
     git(origin, "add", "-A")
     git(origin, "commit", "-q", "-m", "tiny pipeline run")
+    return origin, store
 
-    copy = clone(origin, tmp_path / "elsewhere" / "clone")
-    cached = [f for f in output_files(origin) if not (copy / f.relative_to(origin)).exists()]
-    assert cached, "the clone lacks the DVC-cached outputs before the pull"
-    dvc(copy, "remote", "modify", "--local", REMOTE, "url", str(store))
-    run(["bash", str(PULL)], copy)
 
-    expected = output_hashes(origin, exclude=frozenset())  # same bytes, report included
-    assert output_hashes(copy, exclude=frozenset()) == expected
+def test_pull_into_a_fresh_clone_restores_every_output(pushed_run, tmp_path):
+    origin, store = pushed_run
+    assert git(origin, "status", "--porcelain").stdout == "", "every result is either in git or in DVC"
+    copy = clone(origin, tmp_path / "elsewhere" / "clone", store)
+    absent = [f for f in output_files(origin) if not (copy / f.relative_to(origin)).exists()]
+    assert absent, "before the pull the clone lacks the DVC-cached outputs"
+
+    run(["bash", PULL], copy)
+
+    expected = output_hashes(origin, EVERYTHING)
     assert "missing" not in expected.values()
+    assert output_hashes(copy, EVERYTHING) == expected
     assert dvc_stale_stages(copy) == set()
     assert dry_run_stages(copy) == set()
-    assert git_is_clean(copy), "pulling changed no tracked file (dvc.lock included)"
+    assert git(copy, "status", "--porcelain").stdout == "", "the pull changed no tracked file"
     assert set(load_pipeline(copy)) == set(load_pipeline(origin))
 
 
-def test_default_remote_is_shared_by_checkouts_in_the_same_folder(tmp_path):
-    """.dvc/config's relative url: a checkout and its sibling clone reach the same store."""
+def test_pull_script_leaves_times_alone_when_the_checkout_differs(pushed_run, tmp_path):
+    """A clone whose params differ from the pushed run's: the outputs are stale and
+    must stay so for Snakemake (no --touch), with the reason on stderr."""
+    origin, store = pushed_run
+    copy = clone(origin, tmp_path / "changed", store)
+    params_path = copy / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["rf"]["n_estimators"] += 1
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    proc = run(["bash", PULL], copy, check=False)
+
+    assert proc.returncode != 0
+    assert "dvc status is not clean" in proc.stderr and "rf_baseline" in proc.stderr
+    assert {"rf_baseline", "evaluate"} <= dry_run_stages(copy)
+
+
+def test_default_remote_is_shared_by_checkouts_side_by_side(tmp_path):
+    """.dvc/config's relative url: a checkout and a clone beside it use the same store."""
     origin = make_pipeline_copy(tmp_path / "origin")
     data = origin / "shared_data"
     data.mkdir()
     (data / "a.bin").write_bytes(bytes(range(256)) * 64)
-    (data / "b.txt").write_text("rows\n" * 100)
+    (data / "b.txt").write_text("row\n" * 100)
     dvc(origin, "add", "-q", "shared_data")
     dvc(origin, "push")
-    assert (tmp_path / "echocem-dvc-remote").is_dir(), "the store lies beside the checkout"
+    assert (tmp_path / "echocem-dvc-remote").is_dir(), "the default store lies beside the checkout"
     git(origin, "add", "-A")
     git(origin, "commit", "-q", "-m", "add data")
 
-    copy = clone(origin, tmp_path / "sibling")
+    copy = clone(origin, tmp_path / "beside")
+    assert not (copy / "shared_data").exists()
     dvc(copy, "pull", "shared_data.dvc")
     for name in ("a.bin", "b.txt"):
         assert (copy / "shared_data" / name).read_bytes() == (data / name).read_bytes()
-    assert dvc_stale_stages(copy) == set()
-
-
-def test_pull_script_refuses_to_align_times_when_dvc_sees_changes(tmp_path):
-    """Aligning Snakemake's times is only safe for outputs DVC has verified."""
-    origin = make_pipeline_copy(tmp_path / "origin")
-    (origin / "params.yaml").write_text((origin / "params.yaml").read_text().replace("seed:", "seed: 1 #", 1))
-    proc = subprocess.run(["bash", str(PULL)], cwd=origin, capture_output=True, text=True,
-                          env={**__import__("os").environ, "PATH": f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin"})
-    assert proc.returncode != 0
-    assert "dvc status" in proc.stderr
+    assert dvc(copy, "status", "--json", "shared_data.dvc").stdout.strip() == "{}"

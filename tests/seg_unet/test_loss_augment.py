@@ -1,8 +1,6 @@
 """The loss ignores padding; augmentations keep image and mask aligned and never flip time."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
 import torch
 
 from echocem.seg.augment import augment_batch

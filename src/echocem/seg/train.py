@@ -64,15 +64,12 @@ class Dataset:
         return lambda lo, hi: (self.x[lo:hi], self.widths[lo:hi])
 
 
-def make_dataset(x: torch.Tensor, masks: np.ndarray | None, widths: np.ndarray, wells: np.ndarray,
+def make_dataset(x: torch.Tensor, masks: np.ndarray, widths: np.ndarray, wells: np.ndarray,
                  device: str) -> Dataset:
     """Put inputs and labels on `device` (labels as int8: an eighth of int64 memory)."""
-    n = x.shape[0]
-    y = torch.from_numpy(np.asarray(masks, dtype=np.int8)) if masks is not None else torch.full(
-        (n, x.shape[-2], x.shape[-1]), -1, dtype=torch.int8)
     return Dataset(
         x=x.to(device).float(),
-        y=y.to(device),
+        y=torch.from_numpy(np.asarray(masks, dtype=np.int8)).to(device),
         widths=torch.from_numpy(np.asarray(widths, dtype=np.int64)).to(device),
         wells=np.asarray(wells),
     )
@@ -591,10 +588,13 @@ def out_of_fold(
 # --------------------------------------------------------------------------- curves
 
 
+# one quantity per file: DVC plots the last column of each against `epoch`
 CURVES = {
     "train_loss.tsv": ("train_loss",),
+    "learning_rate.tsv": ("lr",),
     "val_iou.tsv": ("val_iou",),
-    "val_iou_per_class.tsv": ("val_iou_class1", "val_iou_class2"),
+    "val_iou_class1.tsv": ("val_iou_class1",),
+    "val_iou_class2.tsv": ("val_iou_class2",),
 }
 
 
