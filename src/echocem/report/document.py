@@ -21,6 +21,7 @@ RUNG_LABELS = {
     "unet_postproc_rules": "U-Net + post-proc + rules",
 }
 MAX_LIST = 12  # longer lists of numbers are summarised, not printed
+MAX_GROUPS = 6  # nested mappings compared side by side in one table, at most
 
 
 @dataclass
@@ -107,13 +108,27 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, obj)]
 
 
+def _natural(key: str) -> tuple:
+    """Sort key of a dotted key: numeric parts by value, so well 12 comes after well 2."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split("."))
+
+
+def side_by_side(groups: Mapping[str, Mapping], title: str) -> Table:
+    """A few nested mappings (e.g. the data card's train/test/unlabeled splits) as one table:
+    a row per dotted key, a column per group, a dash where a group lacks the key."""
+    flat = {str(g): dict(flatten(v)) for g, v in groups.items()}
+    keys = sorted({k for values in flat.values() for k in values}, key=_natural)
+    return Table(["key", *flat], [[k, *(fmt(values.get(k)) for values in flat.values())] for k in keys], title)
+
+
 def json_tables(obj: Any, title: str) -> list[Table]:
     """Tables for any JSON metrics object, whatever its keys (data card, generative metrics, ...).
 
     Top-level scalars form one key/value table; a mapping whose values are all
     mappings of scalars becomes a matrix (rows = its keys, columns = the union of
-    inner keys); a list of records becomes a table of its columns; anything
-    deeper is flattened to dotted keys.
+    inner keys); a few deeper mappings are compared side by side (see
+    `side_by_side`); a list of records becomes a table of its columns; anything
+    else is flattened to dotted keys.
     """
     if not isinstance(obj, Mapping):
         return [Table(["value"], [[fmt(obj)]], title)]
@@ -127,6 +142,9 @@ def json_tables(obj: Any, title: str) -> list[Table]:
             cols = list(dict.fromkeys(c for v in value.values() for c in v))
             rows = [[str(r), *(fmt(value[r].get(c)) for c in cols)] for r in value]
             tables.append(Table([str(key), *map(str, cols)], rows, name))
+        elif isinstance(value, Mapping) and 1 < len(value) <= MAX_GROUPS and all(
+                isinstance(v, Mapping) and v for v in value.values()):
+            tables.append(side_by_side(value, name))
         elif isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
             cols = list(dict.fromkeys(c for r in value for c in r))
             tables.append(Table(cols, [[fmt(r.get(c)) for c in cols] for r in value], name))

@@ -167,6 +167,8 @@ def read_benchmark(path: Path) -> dict[str, Any]:
             row[key] = float(value)
         except (TypeError, ValueError):
             row[key] = value
+    if not isinstance(row["s"], float) or math.isnan(row["s"]):
+        raise EchoCemError(f"{path}: wall time 's' is {rows[-1]['s']!r}, not a number")
     row["runs"] = len(rows)
     return row
 
@@ -310,8 +312,13 @@ def load_run(
     bench = root / benchmarks
     for name in stages:
         f = bench / f"{name}.tsv"
-        if f.is_file():
+        if not f.is_file():
+            continue
+        try:
             run.benchmarks[name] = read_benchmark(f)
+        except EchoCemError as exc:
+            # not a dep of the report (Snakemake writes them, DVC does not): a bad one must not stop it
+            run.missing.append(f"{exc} (run time not shown)")
     run.stage_order = list(stages)
     keys = stage_param_keys(root / "dvc.yaml", stages)
     run.stage_params = {s: k for s, k in keys.items() if s != self_stage}
