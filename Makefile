@@ -11,7 +11,7 @@ BIN     := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup system-deps run test report dag clean-outputs
+.PHONY: setup system-deps run test report screenshot dag clean-outputs
 
 # The venv is rebuilt only when the dependency declaration changes.
 $(VENV)/.installed: pyproject.toml
@@ -29,7 +29,7 @@ system-deps:
 run: setup
 	snakemake --cores $(CORES)
 	snakemake --report reports/snakemake_report.html
-	@echo "done: reports/snakemake_report.html, submission/submission.csv (dvc status: $$(dvc status -q && echo clean || echo changes))"
+	@echo "done: reports/index.html, reports/summary.md, submission/submission.csv (dvc status: $$(dvc status -q && echo clean || echo changes))"
 
 test: setup system-deps
 	$(BIN)/python -m pytest
@@ -38,5 +38,12 @@ test: setup system-deps
 dag: setup
 	snakemake --rulegraph all | dot -Tpng > docs/dag.png
 
+# The run's report (the last stage; runs whatever it still needs) and Snakemake's own.
 report: setup
+	snakemake --cores $(CORES) reports/index.html
 	snakemake --report reports/snakemake_report.html
+
+# The browser test on the current report; keeps Chromium's screenshot for the README.
+screenshot: setup system-deps
+	ECHOCEM_REPORT=reports/index.html ECHOCEM_SCREENSHOT=reports/report_screenshot.png \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/report/test_browser.py

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from echocem.dag import load_pipeline, producer
 from echocem.params import deep_merge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,9 +68,15 @@ def write_params(dest: Path, params: dict) -> None:
 
 
 def make_pipeline_copy(dest: Path, overrides: dict | None = None, tiny: bool = True) -> Path:
-    """Copy the project into `dest` (a fresh git repo with one commit) and return it."""
+    """Copy the project into `dest` (a fresh git repo with one commit) and return it.
+
+    Outputs of the checkout's own runs are left behind: the copy starts from no
+    results (and one still unrecorded by DVC would be committed to git there,
+    which `dvc commit` then refuses).
+    """
     dest.mkdir(parents=True, exist_ok=True)
-    for rel in repo_files():
+    stages = load_pipeline(REPO)
+    for rel in (f for f in repo_files() if producer(stages, f) is None):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, target)

@@ -50,9 +50,9 @@ def test_after_a_run_nothing_is_left_to_do(finished_run):
 @pytest.mark.parametrize(
     "key, expected",
     [
-        ("rf", {"rf_baseline", "evaluate"}),
-        ("submission", {"submission"}),
-        ("generative.banana", {"gen_banana"}),
+        ("rf", {"rf_baseline", "evaluate", "report"}),
+        ("submission", {"submission", "report"}),
+        ("generative.banana", {"gen_banana", "report"}),
     ],
 )
 def test_params_edit_outdates_exactly_the_readers_and_descendants(finished_run, key, expected):
@@ -86,7 +86,7 @@ def test_params_edit_outdates_exactly_the_readers_and_descendants(finished_run, 
 @pytest.mark.parametrize(
     "code_file, expected",
     [
-        ("src/echocem/seg/rf.py", {"rf_baseline", "evaluate"}),
+        ("src/echocem/seg/rf.py", {"rf_baseline", "evaluate", "report"}),
         ("stages/ingest.py", None),  # ingest and everything below it
     ],
 )
@@ -129,7 +129,7 @@ def test_dvc_experiment_with_a_changed_param(finished_run):
     trees = params["rf"]["n_estimators"]
     proc = dvc(finished_run, "exp", "run", "-n", "fewer-trees", "-S", f"rf.n_estimators={trees + 2}")
     ran = set(re.findall(r"Running stage '([a-z_]+)'", proc.stdout))
-    assert ran == {"rf_baseline", "evaluate"}
+    assert ran == {"rf_baseline", "evaluate", "report"}
     shown = dvc(finished_run, "exp", "show", "--json").stdout
     assert "fewer-trees" in shown
     assert dvc_stale_stages(finished_run) == set()

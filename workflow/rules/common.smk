@@ -6,6 +6,8 @@ def declared_output(stage, path):
     out = directory(path) if is_dir_path(path) else path
     if path in stage.metrics:
         return report(out, category="Metrics", subcategory=stage.name)
+    if path.endswith((".html", ".md")):
+        return report(out, category="Report", subcategory=stage.name)
     if path.startswith("reports/"):
         if is_dir_path(path):
             return report(out, patterns=["{name}.png", "{name}.tsv", "{name}.json"],
