@@ -262,9 +262,19 @@ def check_chain(audit: Audit, lock: Mapping[str, LockStage], target: LockStage, 
             changed = [p for p in code if on_disk(p) != stage.deps[p]]
             audit.chain.append(f"    code {len(code)} files" + (f", changed: {', '.join(changed)}" if changed else ", unchanged"))
         check_params(audit, params_file, stage.params, params, f"stage {name} ran with the recorded value")
+    audit.chain.insert(0, "chain: " + " -> ".join([f"raw data {_raw_head(lock, order, added)}", *order,
+                                                     audit.submission]))
+
+
+def _raw_head(lock: Mapping[str, LockStage], order: list[str], added: Mapping[str, Any]) -> str:
+    """The raw data at the start of the chain: versioned inputs, else what a stage wrote under data/raw."""
     raw = [p for n in order for p in lock[n].deps if producer(lock, p) is None and _is_raw(p, added)]
-    head = " + ".join(dict.fromkeys(raw)) or "(no raw data recorded)"
-    audit.chain.insert(0, "chain: " + " -> ".join([f"raw data {head}", *order, audit.submission]))
+    if raw:
+        return " + ".join(dict.fromkeys(raw))
+    # synthetic data: the simulator's output is the raw data
+    made = [(p, producer(lock, p)) for n in order for p in lock[n].deps if p.startswith("data/raw/")]
+    made = [f"{p} (written by {src[0]})" for p, src in dict(made).items() if src is not None]
+    return " + ".join(made) or "(none recorded)"
 
 
 def _is_raw(path: str, added: Mapping[str, Any]) -> bool:
