@@ -133,3 +133,20 @@ def test_dvc_experiment_with_a_changed_param(finished_run):
     shown = dvc(finished_run, "exp", "show", "--json").stdout
     assert "fewer-trees" in shown
     assert dvc_stale_stages(finished_run) == set()
+
+
+def test_rerun_that_rebuilds_cached_bytes_leaves_nothing_to_do(finished_run):
+    """A stage rerun that writes bytes DVC's cache already holds (a comment-only
+    code edit; the stages are deterministic): `dvc commit` links the output to the
+    older cache object, and the Snakefile must keep the output's new time, or
+    Snakemake would see it older than the edited code and want to run it again.
+
+    After the experiment above: it needs that run's results in the cache."""
+    code = finished_run / "stages" / "rf_baseline.py"
+    code.write_text(code.read_text() + "\n# a comment: same behaviour, same outputs\n")
+    before = (finished_run / "models" / "rf.joblib").read_bytes()
+    snakemake(finished_run, "--cores", "2")
+    assert (finished_run / "models" / "rf.joblib").read_bytes() == before, "the rerun rebuilt the same bytes"
+    assert (finished_run / "models" / "rf.joblib").stat().st_nlink >= 2, "the output is a link into the cache"
+    assert dry_run_stages(finished_run) == set()
+    assert dvc_stale_stages(finished_run) == set()
