@@ -24,12 +24,17 @@ BIN = Path(sys.executable).parent
 
 
 def repo_files(root: Path = REPO) -> list[str]:
-    """Files git would commit: tracked plus untracked-but-not-ignored."""
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=root, check=True, capture_output=True, text=True,
-    ).stdout
-    return sorted(p for p in out.split("\0") if p and (root / p).is_file())
+    """Files git would commit: tracked plus untracked-but-not-ignored, except the
+    record of an uncommitted run (dvc.lock, the .gitignore files DVC writes beside
+    the outputs): a copy starts from no run."""
+    def ls(*args: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", *args, "-z"], cwd=root, check=True,
+                             capture_output=True, text=True).stdout
+        return [p for p in out.split("\0") if p]
+
+    untracked = ls("--others", "--exclude-standard")
+    files = ls("--cached") + [p for p in untracked if Path(p).name != ".gitignore" and p != "dvc.lock"]
+    return sorted(p for p in set(files) if (root / p).is_file())
 
 
 def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -22,7 +22,8 @@ Manifest format (JSON, keys sorted, written by `write_manifest`), version 1:
 - `canonical_json` is `json.dumps(values, sort_keys=True, separators=(",", ":"))`
   encoded as UTF-8, so the params md5 can be recomputed from params.yaml;
 - `git_commit` is the HEAD commit of the repository the stage runs in,
-  `git_dirty` whether tracked files differ from it (both null without git);
+  `git_dirty` whether tracked files differ from it, DVC's record files
+  (dvc.lock, .gitignore) aside (both null without git);
 - no time stamps: the same inputs, params and code give the same bytes.
 """
 from __future__ import annotations
@@ -62,7 +63,10 @@ def code_version(root: str | os.PathLike | None = None) -> dict[str, Any]:
     commit = _git("rev-parse", "--verify", "HEAD", cwd=cwd)
     if commit is None:
         return {"git_commit": None, "git_dirty": None}
-    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    # DVC's own record (dvc.lock, the .gitignore files it keeps) changes with every
+    # run and decides no output: only code, params and other tracked files count
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore", cwd=cwd)
     return {"git_commit": commit.strip(), "git_dirty": None if status is None else bool(status.strip())}
 
 

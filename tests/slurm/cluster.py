@@ -31,10 +31,13 @@ SITE_CONF = Path("/etc/slurm/slurm.conf")
 CONFIG_CACHE_LINK = Path("/run/slurm/conf")  # made by a configless slurmd
 SBIN = Path("/usr/sbin")
 PARTITION = "debug"
-# One GPU declared by count only (no device file): SLURM schedules and accounts
-# for it like a real one, so a stage asking for a GPU is checked end to end on a
-# machine without one; the stage itself still runs on the CPU (execution.device).
-GPUS = 1
+# Two stand-in GPUs: SLURM schedules, allocates and reports them like real ones
+# (CUDA_VISIBLE_DEVICES is set in the job), so a stage asking for a GPU is
+# checked end to end on a machine without one; the stage itself still computes
+# on the CPU (execution.device). SLURM wants one device file per GPU and never
+# opens it: any character device will do. Two, so the GPU stages that may run
+# side by side (unet, unet_oof) do.
+GPU_FILES = ("/dev/null", "/dev/zero")
 
 
 class ClusterUnavailable(RuntimeError):
@@ -48,8 +51,9 @@ class Cluster:
     run_dir: Path
     node: str
     partition: str = PARTITION
-    gpus: int = GPUS
+    gpus: int = len(GPU_FILES)
     memory_mb: int = 0  # the node's RealMemory: no job may ask for more
+    made_run_slurm: bool = False  # /run/slurm did not exist before slurmd made it
     pid_files: list[Path] = field(default_factory=list)
 
     @property
@@ -158,8 +162,9 @@ SelectTypeParameters=CR_Core_Memory
 SlurmctldParameters=enable_configless
 GresTypes=gpu
 ReturnToService=2
-# finished jobs stay visible to squeue/scontrol this long (the status checks need it)
-MinJobAge=300
+# finished jobs stay visible to squeue/scontrol this long: the plugin's squeue
+# status checks need it, and the test reads every job of the run afterwards
+MinJobAge=3600
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 StateSaveLocation={r}/state
@@ -171,15 +176,16 @@ SlurmdLogFile={r}/log/slurmd.log
 NodeName={node} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={cluster.memory_mb} Gres=gpu:{cluster.gpus} State=UNKNOWN
 PartitionName={cluster.partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """)
-    # served to slurmd with slurm.conf; SLURM wants a device file per GPU, any will do
-    (r / "gres.conf").write_text(f"NodeName={node} Name=gpu Count={cluster.gpus} File=/dev/null\n")
+    # served to slurmd together with slurm.conf
+    (r / "gres.conf").write_text("".join(f"NodeName={node} Name=gpu File={f}\n" for f in GPU_FILES))
     return port
 
 
 def start_cluster(run_dir: Path) -> Cluster:
     """Start munge (if none answers), slurmctld and slurmd; return once the node is idle."""
     _require()
-    cluster = Cluster(run_dir=run_dir, node=socket.gethostname().split(".")[0])
+    cluster = Cluster(run_dir=run_dir, node=socket.gethostname().split(".")[0],
+                      made_run_slurm=not CONFIG_CACHE_LINK.parent.exists())
     try:
         _start_munge(cluster)
         port = _write_conf(cluster)
@@ -204,7 +210,12 @@ def start_cluster(run_dir: Path) -> Cluster:
                                  capture_output=True, text=True).stdout.strip()
             return out == "idle"
 
-        _wait(idle, "the SLURM node to become idle")
+        try:
+            _wait(idle, "the SLURM node to become idle")
+        except ClusterUnavailable as exc:
+            logs = "".join(f"\n--- {log.name}\n{log.read_text()[-1500:]}"
+                           for log in sorted((run_dir / "log").glob("*.log")))
+            raise ClusterUnavailable(f"{exc}{logs}") from None
     except BaseException:
         stop_cluster(cluster)
         raise
@@ -249,7 +260,7 @@ def _cancel_jobs(cluster: Cluster) -> None:
 
 def stop_cluster(cluster: Cluster) -> None:
     """Cancel leftover jobs, then stop every daemon we started, newest first, by its pid file."""
-    if len(cluster.pid_files) > 1 or (cluster.pid_files and cluster.pid_files[0] != MUNGE_PID):
+    if cluster.run_dir / "slurmctld.pid" in cluster.pid_files:
         _cancel_jobs(cluster)
     for pid_file in reversed(cluster.pid_files):
         try:
@@ -261,5 +272,7 @@ def stop_cluster(cluster: Cluster) -> None:
     try:
         if CONFIG_CACHE_LINK.is_symlink() and Path(os.readlink(CONFIG_CACHE_LINK)).is_relative_to(cluster.run_dir):
             CONFIG_CACHE_LINK.unlink()
+        if cluster.made_run_slurm:
+            CONFIG_CACHE_LINK.parent.rmdir()  # only if empty
     except OSError:
         pass

@@ -26,8 +26,9 @@ JOB_ID = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+)")
 
 
 def cluster_sized_execution(cluster) -> dict:
-    """params `execution` overrides for the test cluster: the real GPU requests
-    (its GPU is declared by count), memory capped so two jobs fit the node."""
+    """params `execution` overrides for the test cluster: the GPU requests of the
+    real params.yaml (the cluster has stand-in GPUs; the tiny settings ask for none),
+    memory capped so that two jobs fit the node."""
     real = yaml.safe_load((REPO / "params.yaml").read_text())["execution"]
     cap = max(100, cluster.memory_mb // 2)
     return {
@@ -61,6 +62,7 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path, capsys):
     snakemake(root, "--profile", "profiles/default", "--cores", "2")
     local_s = time.perf_counter() - start
     local_outputs, local_lock = output_hashes(root), lock_record(root)
+    assert "missing" not in local_outputs.values()
 
     remove_run_results(root)
     start = time.perf_counter()
@@ -75,7 +77,8 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path, capsys):
 
     jobs = slurm_jobs(slurm_cluster, proc.stdout + proc.stderr)
     with capsys.disabled():  # in the CI log even when the test passes
-        print(f"\nSLURM jobs of the tiny pipeline ({len(jobs)}):")
+        print(f"\nSLURM job ids: {' '.join(info['JobId'] for info in jobs.values())}")
+        print(f"SLURM jobs of the tiny pipeline ({len(jobs)}):")
         for stage, info in jobs.items():
             print(f"  jobid {info['JobId']:>4}  {stage:<14} {info['JobState']:<10} "
                   f"cpus={info['CPUs/Task']} mem={info['MinMemoryNode']} time={info['TimeLimit']} "
