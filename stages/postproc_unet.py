@@ -12,23 +12,20 @@ Checkpoints: checkpoints/postproc_unet/<fingerprint>/ (resumable, removed at the
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from echocem.data.preprocess import load_normalization, load_splits, split_indices
+from echocem.data.preprocess import load_labelled, load_normalization, load_splits, split_indices
 from echocem.io import EchoCemError, load_npz, save_json, save_npz
-from echocem.params import load_params
-from echocem.runtime import configure_threads, resolve_device, seed_everything, stage_main, thread_count
+from echocem.runtime import resolve_device, stage_main, start_stage
 from echocem.seg.metric import challenge_iou
 from echocem.seg.postproc import align_ids, refine_proba, save_refiner, train_refiner
 from echocem.seg.train import active_profile, fingerprint
 from echocem.seg.unet import labels_from_proba
 
 STAGE = "postproc_unet"
-TRAIN_KEYS = ("images", "masks", "widths", "ids", "well")
 PRED_KEYS = ("ids", "pred", "probs")
 
 
@@ -57,22 +54,15 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
 @stage_main
 def main() -> None:
     args = parse_args()
-    # per-epoch lines with wall times go to the log (stderr), never to an output
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params(args.params)
+    # progress lines with wall times go to the log (stderr), never to an output
+    params = start_stage(args.params, STAGE)
     seed = int(params["seed"])
-    seed_everything(seed)
-    threads = params["execution"]["threads"]
-    configure_threads(thread_count(threads.get(STAGE, threads["default"])))
     device = resolve_device(params["execution"]["device"])
     profile = active_profile(params["postproc"], "postproc")
 
     train_path = Path(args.ingested) / "train.npz"
     norm_path, splits_path = Path(args.prepared) / "normalization.json", Path(args.prepared) / "splits.json"
-    data = load_npz(train_path)
-    missing = [k for k in TRAIN_KEYS if k not in data]
-    if missing:
-        raise EchoCemError(f"{train_path}: arrays {missing} missing")
+    data = load_labelled(train_path)
     spec = load_normalization(norm_path)
     splits = load_splits(splits_path)
     oof, val = load_predictions(Path(args.oof)), load_predictions(Path(args.val))

@@ -8,13 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from echocem.data.preprocess import fit_normalization, make_splits, preview_figure, split_indices
-from echocem.io import EchoCemError, atomic_path, load_npz, save_figure, save_json
-from echocem.params import load_params
-from echocem.runtime import configure_threads, seed_everything, stage_main, thread_count
+from echocem.data.preprocess import load_labelled, fit_normalization, make_splits, preview_figure, split_indices
+from echocem.io import atomic_path, save_figure, save_json
+from echocem.runtime import stage_main, start_stage
 
 STAGE = "preprocess"
-TRAIN_KEYS = ("images", "masks", "widths", "ids", "well")
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,17 +27,11 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    params = load_params(args.params)
+    params = start_stage(args.params, STAGE)
     cfg = params["preprocess"]
-    seed_everything(params["seed"])
-    threads = params["execution"]["threads"]
-    configure_threads(thread_count(threads.get(STAGE, threads["default"])))
 
     train_path = Path(args.ingested) / "train.npz"
-    data = load_npz(train_path)
-    missing = [k for k in TRAIN_KEYS if k not in data]
-    if missing:
-        raise EchoCemError(f"{train_path}: arrays {missing} missing")
+    data = load_labelled(train_path)
     splits = make_splits(data["well"], cfg["val_wells"], cfg["oof_folds"])
     tr = split_indices(data["well"], splits["train_wells"])
     spec = fit_normalization(data["images"][tr], data["widths"][tr], clip=cfg["clip"])

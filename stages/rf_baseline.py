@@ -12,15 +12,14 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from echocem.data.preprocess import load_normalization, load_splits, normalize, split_indices
-from echocem.io import EchoCemError, atomic_path, load_npz, save_json, save_npz
+from echocem.data.preprocess import load_labelled, load_normalization, load_splits, normalize, split_indices
+from echocem.io import EchoCemError, atomic_path, save_json, save_npz
 from echocem.params import load_params
 from echocem.runtime import configure_threads, seed_everything, stage_main, thread_count
 from echocem.seg.metric import challenge_iou
 from echocem.seg.rf import feature_importances, predict_masks, train_rf, training_set
 
 STAGE = "rf_baseline"
-TRAIN_KEYS = ("images", "masks", "widths", "ids", "well")
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,10 +44,7 @@ def main() -> None:
     configure_threads(n_jobs)
 
     train_path = Path(args.ingested) / "train.npz"
-    data = load_npz(train_path)
-    missing = [k for k in TRAIN_KEYS if k not in data]
-    if missing:
-        raise EchoCemError(f"{train_path}: arrays {missing} missing")
+    data = load_labelled(train_path)
     spec = load_normalization(Path(args.prepared) / "normalization.json")
     splits = load_splits(Path(args.prepared) / "splits.json")
     tr = split_indices(data["well"], splits["train_wells"])

@@ -11,8 +11,7 @@ import argparse
 from echocem.data.layout import write_raw_layout
 from echocem.data.simulate import random_suffixes, shuffled_label_order, simulate_dataset
 from echocem.io import atomic_path
-from echocem.params import load_params
-from echocem.runtime import configure_threads, seed_everything, stage_main, thread_count
+from echocem.runtime import stage_main, start_stage
 
 STAGE = "simulate"
 
@@ -27,11 +26,8 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    params = load_params(args.params)
+    params = start_stage(args.params, STAGE)
     seed = params["seed"]
-    seed_everything(seed)
-    threads = params["execution"]["threads"]
-    configure_threads(thread_count(threads.get(STAGE, threads["default"])))
     data = simulate_dataset(params["simulate"], seed)
     with atomic_path(args.out, is_dir=True) as tmp:
         tmp.mkdir(parents=True, exist_ok=True)

@@ -11,22 +11,18 @@ Checkpoints: checkpoints/unet_oof/<fingerprint>/fold_<k>/ (resumable, removed at
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 
-from echocem.data.preprocess import load_normalization, load_splits, split_indices
-from echocem.io import EchoCemError, load_npz, save_json, save_npz
-from echocem.params import load_params
-from echocem.runtime import configure_threads, resolve_device, seed_everything, stage_main, thread_count
+from echocem.data.preprocess import load_labelled, load_normalization, load_splits, split_indices
+from echocem.io import EchoCemError, save_json, save_npz
+from echocem.runtime import resolve_device, stage_main, start_stage
 from echocem.seg.metric import challenge_iou
 from echocem.seg.train import active_profile, fingerprint, normalised_images, oof_plan, out_of_fold
 from echocem.seg.unet import labels_from_proba, model_config
 
 STAGE = "unet_oof"
-TRAIN_KEYS = ("images", "masks", "widths", "ids", "well")
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,13 +39,9 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    # per-epoch lines with wall times go to the log (stderr), never to an output
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params(args.params)
+    # progress lines with wall times go to the log (stderr), never to an output
+    params = start_stage(args.params, STAGE)
     seed = int(params["seed"])
-    seed_everything(seed)
-    threads = params["execution"]["threads"]
-    configure_threads(thread_count(threads.get(STAGE, threads["default"])))
     device = resolve_device(params["execution"]["device"])
     profile = active_profile(params["unet"], "unet")
     cfg = model_config(profile["model"], in_channels=1)
@@ -57,10 +49,7 @@ def main() -> None:
 
     train_path = Path(args.ingested) / "train.npz"
     norm_path, splits_path = Path(args.prepared) / "normalization.json", Path(args.prepared) / "splits.json"
-    data = load_npz(train_path)
-    missing = [k for k in TRAIN_KEYS if k not in data]
-    if missing:
-        raise EchoCemError(f"{train_path}: arrays {missing} missing")
+    data = load_labelled(train_path)
     spec = load_normalization(norm_path)
     splits = load_splits(splits_path)
     plan = oof_plan(data["well"], splits["train_wells"], splits["oof_folds"])

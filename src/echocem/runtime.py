@@ -29,6 +29,22 @@ def stage_main(func: Callable[[], None]) -> Callable[[], None]:
     return wrapper
 
 
+def start_stage(params_path: str, stage: str) -> dict:
+    """What every stage does first: load (and validate) params, seed everything
+    from `seed`, cap threads at the stage's share (execution.threads), and send
+    progress lines to the log (stderr). Returns the params."""
+    import logging
+
+    from echocem.params import load_params
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params(params_path)
+    seed_everything(int(params["seed"]))
+    threads = params["execution"]["threads"]
+    configure_threads(thread_count(threads.get(stage, threads["default"])))
+    return params
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and (if imported) torch; return a NumPy Generator."""
     random.seed(seed)

@@ -10,7 +10,7 @@ import pytest
 
 from echocem.data.ingest import ingest
 from echocem.data.layout import N_LABEL_COLUMNS
-from echocem.io import EchoCemError, load_npz
+from echocem.io import EchoCemError
 from tests.pipeline import REPO, run, tiny_params, write_params
 
 

@@ -21,8 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from echocem.data.layout import MAX_WIDTH
-from echocem.io import EchoCemError, load_json
+from echocem.io import EchoCemError, load_json, load_npz
 
 METHOD = "global_robust_zscore"
 MAD_TO_STD = 1.4826  # MAD of a Gaussian times this is its std
@@ -84,6 +83,18 @@ def normalize(images: Any, widths: Any, spec: Mapping[str, Any]) -> Any:
     w = torch.as_tensor(widths, device=images.device).reshape(-1, 1, 1)
     pad = torch.arange(x.shape[-1], device=images.device)[None, None, :] >= w
     return x.masked_fill_(pad, 0.0)
+
+
+LABELLED_KEYS = ("images", "masks", "widths", "ids", "well")
+
+
+def load_labelled(path: str | Path) -> dict[str, np.ndarray]:
+    """The ingested training split (data/ingested/train.npz), its arrays checked."""
+    data = load_npz(path)
+    missing = [k for k in LABELLED_KEYS if k not in data]
+    if missing:
+        raise EchoCemError(f"{path}: arrays {missing} missing")
+    return data
 
 
 def load_normalization(path: str | Path) -> dict[str, Any]:
