@@ -34,9 +34,14 @@ run: setup
 test: setup system-deps
 	$(BIN)/python -m pytest
 
-# Picture of the DAG for the README.
+# Picture of the DAG for the README (drawn from dvc.yaml with matplotlib: no graphviz needed).
 dag: setup
-	snakemake --rulegraph all | dot -Tpng > docs/dag.png
+	$(BIN)/python scripts/draw_dag.py --out docs/dag.png
+
+# Delete every output of the pipeline and the run logs: the next `make run` starts from nothing.
+clean-outputs: setup
+	snakemake --delete-all-output --cores 1 --quiet
+	rm -rf logs checkpoints
 
 # The run's report (the last stage; runs whatever it still needs) and Snakemake's own.
 report: setup

@@ -22,8 +22,9 @@ Manifest format (JSON, keys sorted, written by `write_manifest`), version 1:
 - `canonical_json` is `json.dumps(values, sort_keys=True, separators=(",", ":"))`
   encoded as UTF-8, so the params md5 can be recomputed from params.yaml;
 - `git_commit` is the HEAD commit of the repository the stage runs in,
-  `git_dirty` whether tracked files differ from it, DVC's record files
-  (dvc.lock, .gitignore) aside (both null without git);
+  `git_dirty` whether tracked files differ from it, leaving aside what a run
+  rewrites (dvc.lock, DVC's .gitignore files, the outputs of dvc.yaml kept in
+  git); both null without git;
 - no time stamps: the same inputs, params and code give the same bytes.
 """
 from __future__ import annotations
@@ -63,11 +64,28 @@ def code_version(root: str | os.PathLike | None = None) -> dict[str, Any]:
     commit = _git("rev-parse", "--verify", "HEAD", cwd=cwd)
     if commit is None:
         return {"git_commit": None, "git_dirty": None}
-    # DVC's own record (dvc.lock, the .gitignore files it keeps) changes with every
-    # run and decides no output: only code, params and other tracked files count
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                  ":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore", cwd=cwd)
+    # What a run itself rewrites decides no output: DVC's record (dvc.lock, the
+    # .gitignore files it keeps) and the pipeline's outputs kept in git (metrics,
+    # plots, the manifest). Only code, params and other tracked files count.
+    excluded = [":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore"]
+    excluded += [f":(exclude){out}" for out in _pipeline_outputs(cwd)]
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded, cwd=cwd)
     return {"git_commit": commit.strip(), "git_dirty": None if status is None else bool(status.strip())}
+
+
+def _pipeline_outputs(root: Path) -> list[str]:
+    """Every output declared in root/dvc.yaml; [] when there is none to read."""
+    try:
+        import yaml
+
+        from echocem.dag import load_pipeline
+
+        # the raw values suffice to resolve ${...} in paths; validation is the stages' job
+        params_file = root / "params.yaml"
+        params = (yaml.safe_load(params_file.read_text()) or {}) if params_file.is_file() else {}
+        return [out for stage in load_pipeline(root, params).values() for out in stage.outs]
+    except Exception:  # provenance never fails a stage: without a readable DAG, exclude nothing more
+        return []
 
 
 def package_versions() -> dict[str, str | None]:

@@ -100,3 +100,31 @@ def test_code_version_reads_git(tmp_path):
     assert code_version(tmp_path)["git_dirty"] is False
     (tmp_path / "a.txt").write_text("two")
     assert code_version(tmp_path) == {"git_commit": head, "git_dirty": True}
+
+
+def test_what_a_run_rewrites_does_not_make_the_tree_dirty(tmp_path):
+    """dvc.lock, DVC's .gitignore files and the outputs kept in git (metrics) change
+    with every run; only code, params and other tracked files count as changes."""
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  fit:\n    cmd: python fit.py\n    deps: [fit.py]\n"
+        "    metrics:\n      - metrics/score.json:\n          cache: false\n")
+    (tmp_path / "fit.py").write_text("print(1)\n")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "score.json").write_text('{"iou": 0.5}')
+    (tmp_path / "metrics" / ".gitignore").write_text("/model.pt\n")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "a run")
+
+    (tmp_path / "metrics" / "score.json").write_text('{"iou": 0.6}')
+    (tmp_path / "metrics" / ".gitignore").write_text("/model.pt\n/other.pt\n")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    assert code_version(tmp_path)["git_dirty"] is False
+    (tmp_path / "fit.py").write_text("print(2)\n")
+    assert code_version(tmp_path)["git_dirty"] is True
