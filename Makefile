@@ -11,16 +11,24 @@ BIN     := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup system-deps run test report screenshot dag clean-outputs
+.PHONY: setup setup-test system-deps run test report screenshot dag clean-outputs
 
-# The venv is rebuilt only when the dependency declaration changes.
+# The venv is updated only when the dependency declaration changes. Running the
+# pipeline needs the package alone; the tests add pytest and the SLURM executor
+# plugin (the `dev` and `cluster` extras), so the default install stays lean.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
 	touch $@
 
 setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test
 
 # Debian packages the tests drive for real: chromium (report test), slurm + munge (cluster test).
 system-deps:
@@ -31,7 +39,7 @@ run: setup
 	snakemake --report reports/snakemake_report.html
 	@echo "done: reports/index.html, reports/summary.md, submission/submission.csv (dvc status: $$(dvc status -q && echo clean || echo changes))"
 
-test: setup system-deps
+test: setup-test system-deps
 	$(BIN)/python -m pytest
 
 # Picture of the DAG for the README (drawn from dvc.yaml with matplotlib: no graphviz needed).
@@ -49,6 +57,6 @@ report: setup
 	snakemake --report reports/snakemake_report.html
 
 # The browser test on the current report; keeps Chromium's screenshot for the README.
-screenshot: setup system-deps
+screenshot: setup-test system-deps
 	ECHOCEM_REPORT=reports/index.html ECHOCEM_SCREENSHOT=reports/report_screenshot.png \
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/report/test_browser.py
