@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 
 from echocem.io import EchoCemError, atomic_path, save_figure, save_json
-from echocem.params import load_params
-from echocem.runtime import configure_threads, resolve_device, seed_everything, stage_main, thread_count
+from echocem.runtime import resolve_device, stage_main, start_stage
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,13 +30,10 @@ def main() -> None:
 
     if args.task not in TASKS:
         raise EchoCemError(f"--task {args.task!r}: expected one of {', '.join(TASKS)}")
-    params = load_params(args.params)
+    params = start_stage(args.params, f"gen_{args.task}")
     gen = params["generative"]
     common = gen["common"]
     cfg = gen[args.task][common["profile"]]
-    threads = params["execution"]["threads"]
-    configure_threads(thread_count(threads.get(f"gen_{args.task}", threads["default"])))
-    seed_everything(params["seed"])
     device = resolve_device(common["device"])
 
     metrics, figures = TASKS[args.task](cfg, common, params["seed"], device)

@@ -84,16 +84,17 @@ def test_manifest_names_missing_inputs(files):
         load_manifest(root / "bad.json")
 
 
-def test_code_version_reads_git(tmp_path):
-    def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-                       cwd=tmp_path, check=True, capture_output=True)
+def git(cwd, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+                   cwd=cwd, check=True, capture_output=True)
 
+
+def test_code_version_reads_git(tmp_path):
     assert code_version(tmp_path) == {"git_commit": None, "git_dirty": None}
-    git("init", "-q")
+    git(tmp_path, "init", "-q")
     (tmp_path / "a.txt").write_text("one")
-    git("add", "a.txt")
-    git("commit", "-q", "-m", "one")
+    git(tmp_path, "add", "a.txt")
+    git(tmp_path, "commit", "-q", "-m", "one")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     assert code_version(tmp_path) == {"git_commit": head, "git_dirty": False}
     (tmp_path / "untracked.txt").write_text("not part of the code")
@@ -105,10 +106,6 @@ def test_code_version_reads_git(tmp_path):
 def test_what_a_run_rewrites_does_not_make_the_tree_dirty(tmp_path):
     """dvc.lock, DVC's .gitignore files and the outputs kept in git (metrics) change
     with every run; only code, params and other tracked files count as changes."""
-    def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-                       cwd=tmp_path, check=True, capture_output=True)
-
     (tmp_path / "params.yaml").write_text("seed: 1\n")
     (tmp_path / "dvc.yaml").write_text(
         "stages:\n  fit:\n    cmd: python fit.py\n    deps: [fit.py]\n"
@@ -118,9 +115,9 @@ def test_what_a_run_rewrites_does_not_make_the_tree_dirty(tmp_path):
     (tmp_path / "metrics" / "score.json").write_text('{"iou": 0.5}')
     (tmp_path / "metrics" / ".gitignore").write_text("/model.pt\n")
     (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
-    git("init", "-q")
-    git("add", "-A")
-    git("commit", "-q", "-m", "a run")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "a run")
 
     (tmp_path / "metrics" / "score.json").write_text('{"iou": 0.6}')
     (tmp_path / "metrics" / ".gitignore").write_text("/model.pt\n/other.pt\n")
