@@ -1,0 +1,209 @@
+"""Uncertainty of scores: bootstrap intervals of means and of paired differences.
+
+A ladder of models scored on the same patches only means something with an
+interval on every rung and on every gain. Patches of one well are not
+independent draws (same tool, same cement, same contrast), so the resampling
+is stratified by well: each well keeps its number of patches in every
+resample, items are drawn with replacement inside their own well, and the
+statistic is the mean over all items (the challenge score is a mean over
+patches, not over wells). The interval is the percentile interval of the
+resampled means.
+
+A gain is a paired difference: model A and model B scored on the same patches
+are resampled with the same indices, so the patch-to-patch variation they
+share cancels (the interval of a difference is far narrower than the two
+intervals side by side suggest).
+
+Everything is vectorised: one matrix of random indices per group (chunked to
+bound memory) and one gather-and-sum per chunk. The same `seed` gives the same
+interval.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from echocem.io import EchoCemError
+
+# Upper bound on the number of random indices held at once (int64: 32 MiB).
+_MAX_DRAWN = 1 << 22
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its confidence interval.
+
+    `n` is the number of items (patches), `n_groups` the number of strata
+    (wells) they were resampled within; `method` says how the interval was made.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    level: float
+    n: int
+    n_groups: int
+    method: str
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain Python types only, ready for `json.dump`."""
+        out = asdict(self)
+        for key in ("estimate", "low", "high", "level"):
+            out[key] = float(out[key])
+        out["n"], out["n_groups"] = int(self.n), int(self.n_groups)
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def _as_values(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise EchoCemError(f"{name}: expected a 1-D array of scores, got shape {arr.shape}")
+    if arr.size == 0:
+        raise EchoCemError(f"{name}: empty; an interval needs at least one value")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise EchoCemError(
+            f"{name}: {int(bad.sum())} non-finite value(s), first at position {first} ({arr[first]}); "
+            "drop or fix them before computing an interval"
+        )
+    return arr
+
+
+def _group_codes(groups: Any, n: int) -> np.ndarray:
+    """Integer code 0..G-1 per item (one group when `groups` is None)."""
+    if groups is None:
+        return np.zeros(n, dtype=np.int64)
+    arr = np.asarray(groups)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise EchoCemError(f"groups: expected {n} labels (one per value), got shape {arr.shape}")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise EchoCemError("groups: contains NaN; every item needs a group label (e.g. its well)")
+    _, codes = np.unique(arr, return_inverse=True)
+    return codes.reshape(-1)
+
+
+def _check_options(n_boot: int, level: float) -> None:
+    if int(n_boot) != n_boot or n_boot < 2:
+        raise EchoCemError(f"n_boot must be an integer >= 2, got {n_boot}")
+    if not (0.0 < level < 1.0):
+        raise EchoCemError(f"level must lie strictly between 0 and 1, got {level}")
+
+
+def bootstrap_means(values: np.ndarray, codes: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot,) means of stratified resamples of `values` (already validated).
+
+    Within each group the items are drawn with replacement, as many as the
+    group holds; the resampled mean is the sum over all groups divided by the
+    total count. Groups are visited in code order and chunks in row order, so
+    the result depends only on the inputs and `seed`.
+    """
+    rng = np.random.default_rng(seed)
+    totals = np.zeros(n_boot, dtype=np.float64)
+    for g in range(int(codes.max()) + 1):
+        members = values[codes == g]
+        size = members.size
+        rows = max(1, _MAX_DRAWN // size)
+        for lo in range(0, n_boot, rows):
+            hi = min(n_boot, lo + rows)
+            idx = rng.integers(0, size, size=(hi - lo, size))
+            totals[lo:hi] += members[idx].sum(axis=1)
+    return totals / values.size
+
+
+def _interval(values: np.ndarray, groups: Any, n_boot: int, level: float, seed: int, what: str) -> Interval:
+    _check_options(n_boot, level)
+    codes = _group_codes(groups, values.size)
+    boots = bootstrap_means(values, codes, int(n_boot), seed)
+    alpha = 1.0 - level
+    low, high = np.quantile(boots, [alpha / 2.0, 1.0 - alpha / 2.0])
+    n_groups = int(codes.max()) + 1
+    strat = "stratified by group, " if n_groups > 1 else ""
+    return Interval(
+        estimate=float(values.mean()),
+        low=float(low),
+        high=float(high),
+        level=float(level),
+        n=int(values.size),
+        n_groups=n_groups,
+        method=f"{what}: percentile bootstrap, {strat}{int(n_boot)} resamples",
+    )
+
+
+def bootstrap_mean(
+    values: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Mean of `values` with a percentile-bootstrap interval, resampled within `groups`.
+
+    `groups` (one label per value, e.g. the well of each patch) keeps every
+    group's size fixed across resamples; None treats all values as one group.
+    A group of one item contributes no variation (it is always redrawn).
+    """
+    arr = _as_values(values, "values")
+    return _interval(arr, groups, n_boot, level, seed, "mean")
+
+
+def paired_difference(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Mean of a - b (items paired by position) with a stratified bootstrap interval.
+
+    Resampling the per-item differences is resampling a and b with the same
+    indices: both models are judged on the same resampled patches.
+    """
+    arr_a = _as_values(a, "a")
+    arr_b = _as_values(b, "b")
+    if arr_a.shape != arr_b.shape:
+        raise EchoCemError(
+            f"paired_difference: a has {arr_a.size} values and b has {arr_b.size}; "
+            "they must be scores of the same items in the same order"
+        )
+    return _interval(arr_a - arr_b, groups, n_boot, level, seed, "paired difference")
+
+
+def seed_spread(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
+    """Mean and spread of one score over several seeds: {"mean", "std", "n"}.
+
+    `std` is the sample standard deviation (ddof=1). With a single seed there is
+    no spread to estimate: `std` is None (JSON-friendly), not 0.
+    """
+    arr = _as_values(values, "seed scores")
+    std = float(arr.std(ddof=1)) if arr.size > 1 else None
+    return {"mean": float(arr.mean()), "std": std, "n": int(arr.size)}
+
+
+def normal_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Normal-theory interval of the mean (mean +- z * s / sqrt(n)), for comparison."""
+    from scipy.stats import norm
+
+    arr = _as_values(values, "values")
+    if arr.size < 2:
+        raise EchoCemError("normal_interval: needs at least two values to estimate a spread")
+    _check_options(2, level)
+    half = float(norm.ppf(0.5 + level / 2.0)) * float(arr.std(ddof=1)) / math.sqrt(arr.size)
+    mean = float(arr.mean())
+    return mean - half, mean + half
