@@ -1,19 +1,30 @@
-# Snakemake view of the pipeline. The DAG is declared once, in dvc.yaml; this
-# file derives one rule per DVC stage (src/echocem/dag.py) and adds only
-# execution hints from params.yaml: threads, memory, wall time, GPUs.
-# After a successful run, `dvc commit` records every stage in dvc.lock, so
-# `dvc status` is clean and `dvc repro` has nothing to do.
+# Snakemake view of the pipeline. The DAG is declared once, in dvc.yaml, and
+# resolved by DVC (echocem.dag); this file makes one rule per DVC stage and adds
+# only execution hints from params.yaml `execution`: threads, memory, wall time, GPUs.
+#
+# DVC decides what is out of date (echocem.staleness): inputs are `ancient` and a
+# per-stage marker tells Snakemake which stages DVC reports stale (common.smk), so
+# `snakemake -n` and `dvc status` agree by construction. Each job runs its stage
+# and records it in dvc.lock (`python -m echocem run-stage`, echocem.stage_job).
+# A run holds the checkout (DVC's own lock) from start to end: a second run,
+# Snakemake or `dvc repro`, is refused (echocem.checkout).
 import sys
 from pathlib import Path
 
-from echocem.dag import (default_targets, is_dir_path, load_pipeline, snakemake_inputs,
-                         stage_resources, stage_threads)
-from echocem.record import commit_run
+from echocem.dag import load_pipeline
+from echocem.execution import stage_resources, stage_threads
 from echocem.params import load_params
+from echocem.staleness import stale_stages, to_run, write_markers
 
 # Validated before anything is scheduled: a bad key stops the run here, named.
 PARAMS = load_params("params.yaml")
-STAGES = load_pipeline(".", PARAMS)
+STAGES = load_pipeline(".")
+# What DVC reports out of date, and everything downstream of it. Asked in the
+# main process only: a cluster job runs the one job it was given (--force).
+RUN = set()
+if workflow.is_main_process:
+    RUN = to_run(STAGES, stale_stages(".", STAGES))
+    write_markers(".", STAGES, RUN)
 
 # Stage commands say `python ...`: run them with the interpreter running Snakemake.
 shell.prefix(f"export PATH={Path(sys.executable).parent}:$PATH; ")
@@ -24,37 +35,41 @@ include: "workflow/rules/common.smk"
 rule all:
     default_target: True
     input:
-        default_targets(STAGES, PARAMS),
+        [out for stage in STAGES.values() for out in stage.outs],
 
 
 for _stage in STAGES.values():
 
     rule:
         name:
-            _stage.name
+            _stage.rule
         input:
-            snakemake_inputs(_stage, STAGES),
+            stage_inputs(_stage, STAGES, RUN),
         output:
             [declared_output(_stage, out) for out in _stage.outs],
         params:
-            # the values of exactly the keys this stage reads: a change reruns it
-            values=_stage.param_values(PARAMS),
             # bound here: `shell` is evaluated when the job runs, after the loop moved on
-            cmd=_stage.cmd,
+            stage=_stage.name,
         log:
             f"logs/{_stage.name}.log",
         benchmark:
             f"logs/benchmarks/{_stage.name}.tsv"
-        threads: stage_threads(PARAMS, _stage.name)
+        threads: stage_threads(PARAMS, _stage)
         resources:
-            **stage_resources(PARAMS, _stage.name),
+            **stage_resources(PARAMS, _stage),
         message:
             f"stage {_stage.name}"
         shell:
-            "ECHOCEM_THREADS={threads} {params.cmd} > {log} 2>&1"
+            "ECHOCEM_THREADS={threads} python -m echocem run-stage {params.stage:q} > {log} 2>&1"
+
+
+onstart:
+    start_run()
 
 
 onsuccess:
-    # Record the finished stages in dvc.lock (and the cache); DVC then agrees
-    # that everything is up to date. Skipped when no output is newer than dvc.lock.
-    commit_run(STAGES)
+    finish_run(STAGES)
+
+
+onerror:
+    finish_run(STAGES)

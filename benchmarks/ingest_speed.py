@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from echocem.data.ingest import ingest, read_label_csv
+from echocem.data.challenge_csv import read_csv
+from echocem.data.ingest import ingest
 from echocem.data.layout import HEIGHT, LABEL_PREFIX, stem, write_raw_layout
 
 
@@ -30,7 +31,9 @@ def build(root: Path, n: int, seed: int = 0) -> None:
         labels[name] = rng.integers(0, 3, (HEIGHT, width), dtype=np.int8)
     order = [list(labels)[i] for i in rng.permutation(n)]
     suffixes = {"train": "uDRk9z9", "test": "xNbnvIa", "unlabeled": "mtkxUlo", "labels": "T9NrBYo"}
-    write_raw_layout(root, {"train": train, "test": {}, "unlabeled": {}}, labels, suffixes, label_order=order)
+    # one test patch: ingestion refuses an empty test split
+    test = {stem(7, 1, 0): rng.integers(-300, 300, (HEIGHT, 272), dtype=np.int16)}
+    write_raw_layout(root, {"train": train, "test": test, "unlabeled": {}}, labels, suffixes, label_order=order)
 
 
 def main() -> None:
@@ -43,7 +46,7 @@ def main() -> None:
         build(root, args.patches)
         t1 = time.perf_counter()
         csv = next(root.glob(f"{LABEL_PREFIX}*.csv"))
-        read_label_csv(csv)
+        read_csv(csv)
         t2 = time.perf_counter()
         splits = ingest(root)
         t3 = time.perf_counter()

@@ -15,8 +15,15 @@ from geomloss import SamplesLoss
 
 
 def pot_divergence(x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """POT's debiased Sinkhorn divergence with cost |x-y|^2/2 (same convention as geomloss)."""
-    return ot.bregman.empirical_sinkhorn_divergence(x, y, reg=eps, metric="sqeuclidean", numIterMax=200,
+    """POT's debiased Sinkhorn divergence for geomloss's problem (cost |x-y|^2/2, epsilon eps).
+
+    POT's `reg` multiplies the entropy against the cost |x-y|^2 ("sqeuclidean"), geomloss's
+    epsilon against |x-y|^2/2. Dividing POT's whole objective by 2 gives geomloss's cost, and
+    its entropy term then carries reg/2: the same plans need reg = 2 eps, and POT's value is
+    halved. (POT reports the transport cost of its plans, without the entropy term that
+    geomloss's dual value includes, so the two values agree only to O(eps).)
+    """
+    return ot.bregman.empirical_sinkhorn_divergence(x, y, reg=2 * eps, metric="sqeuclidean", numIterMax=200,
                                                     method="sinkhorn_log") / 2
 
 

@@ -3,7 +3,7 @@
 Measures, at the same batch size and with the settings of a params profile:
   (a) the isolated model step: forward + focal/Dice loss + backward + AdamW on
       one random batch already on the device;
-  (b) the real training loop: `StepRunner.epoch` of echocem.seg.train over a
+  (b) the real training loop: `StepRunner.epoch` of echocem.seg.loop over a
       dataset resident on the device (batch gather, augmentation on the device,
       step), exactly the code the stages run;
   (c) inference: `predict_proba` from raw int16 host arrays (transfer, on-device
@@ -33,9 +33,11 @@ import torch
 from echocem.data.preprocess import fit_normalization
 from echocem.params import load_params
 from echocem.runtime import configure_threads, resolve_device
-from echocem.seg.train import (Accel, Dataset, StepRunner, execution_mode, make_dataset, make_optimizer,
-                               new_model, normalised_images, steps_per_epoch)
-from echocem.seg.postproc import predict_labels
+from echocem.seg.accel import Accel, execution_mode
+from echocem.seg.dataset import SegSet, labelled_set
+from echocem.seg.loop import StepRunner, steps_per_epoch
+from echocem.seg.optim import make_optimizer
+from echocem.seg.segmenter import new_model
 from echocem.seg.unet import model_config, predict_proba, to_memory_format
 
 H, W = 160, 272
@@ -142,8 +144,9 @@ def main() -> None:
         flops_train = count_flops(lambda: runner.step(xa, ya)) / batch
 
         # (b) the real loop over a resident dataset: gather + augmentation + step
-        data: Dataset = make_dataset(normalised_images(images, widths, norm_spec, device), masks, widths,
-                                     np.zeros(n, dtype=np.int32), device)
+        data: SegSet = labelled_set({"images": images, "masks": masks, "widths": widths,
+                                     "well": np.zeros(n, dtype=np.int32), "ids": np.arange(n).astype(str)},
+                                    norm_spec, device)
         runner.epoch(data, batch)  # warm-up (compile, allocator)
 
         # (a) and (b) alternate, `rounds` times, and the best of each counts: on a shared
@@ -178,12 +181,6 @@ def main() -> None:
         predict_proba(model, images[:eval_batch], widths[:eval_batch], norm_spec, device, eval_batch)
         t_p = timed(lambda: predict_proba(model, images, widths, norm_spec, device, eval_batch), 1, device)
         ips_p = n / t_p
-        # the submission's fast path: labels computed on the device (compiled on CUDA if the profile says so)
-        predict_labels(model, images[:eval_batch], widths[:eval_batch], norm_spec, device, eval_batch,
-                       compile=accel.compile)
-        t_l = timed(lambda: predict_labels(model, images, widths, norm_spec, device, eval_batch,
-                                           compile=accel.compile), 1, device)
-        ips_l = n / t_l
 
     results.update({
         "train_gflop_per_image": flops_train / 1e9, "infer_gflop_per_image": flops_infer / 1e9,
@@ -191,7 +188,7 @@ def main() -> None:
         "b_real_loop_img_s": ips_b, "b_tflop_s": ips_b * flops_train / 1e12,
         "ratio_b_over_a": ips_b / ips_a,
         "c_forward_img_s": ips_f, "c_forward_tflop_s": ips_f * flops_infer / 1e12,
-        "c_predict_proba_img_s": ips_p, "c_predict_labels_img_s": ips_l,
+        "c_predict_proba_img_s": ips_p,
     })
     print(f"device {results['device']}, profile {name} ({cfg['encoder']}), batch {batch}, "
           f"{n} resident images, {args.threads} thread(s), bf16 {accel.bf16}, channels_last "
@@ -202,7 +199,6 @@ def main() -> None:
     print(f"  (b)/(a)               {ips_b / ips_a:10.3f}")
     print(f"  (c) inference forward {ips_f:10.1f} images/s  {results['c_forward_tflop_s']:.4f} TFLOP/s")
     print(f"  (c) predict_proba     {ips_p:10.1f} images/s  (host int16 in, float32 probabilities out)")
-    print(f"  (c) predict_labels    {ips_l:10.1f} images/s  (host int16 in, int8 labels out)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     if args.stage_times:

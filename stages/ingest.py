@@ -10,8 +10,7 @@ import argparse
 
 from echocem.data.ingest import data_card, ingest
 from echocem.io import atomic_path, save_json, save_npz
-from echocem.params import load_params
-from echocem.runtime import configure_threads, stage_main, thread_count
+from echocem.runtime import stage_main, start_stage
 
 STAGE = "ingest"
 
@@ -28,9 +27,7 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    params = load_params(args.params)
-    threads = params["execution"]["threads"]
-    configure_threads(thread_count(threads.get(STAGE, threads["default"])))
+    start_stage(args.params, STAGE)
     splits = ingest(args.raw)
     card = data_card(splits)
     with atomic_path(args.out, is_dir=True) as tmp:

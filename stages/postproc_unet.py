@@ -17,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from echocem.data.preprocess import load_labelled, load_normalization, load_splits, split_indices
-from echocem.io import EchoCemError, load_npz, save_json, save_npz
+from echocem.io import EchoCemError, atomic_path, load_npz, save_json, save_npz
 from echocem.runtime import resolve_device, stage_main, start_stage
+from echocem.seg.curves import write_curves
+from echocem.seg.dataset import labelled_set
+from echocem.seg.inputs import checkpoint_folder, load_labelled_inputs
 from echocem.seg.metric import challenge_iou
-from echocem.seg.postproc import align_ids, refine_proba, save_refiner, train_refiner
-from echocem.seg.train import active_profile, fingerprint
+from echocem.seg.postproc import align_ids, refine_proba, save_refiner
+from echocem.seg.refiner_training import train_refiner
+from echocem.params import active_profile
 from echocem.seg.unet import labels_from_proba
 
 STAGE = "postproc_unet"
@@ -39,6 +42,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", required=True, help="output: trained refiner (.pt)")
     p.add_argument("--pred", required=True, help="output: refined validation predictions (.npz)")
     p.add_argument("--metrics", required=True, help="output: U-Net alone vs refined IoU (.json)")
+    p.add_argument("--plots", required=True, help="output folder: training curves (dvclive)")
     p.add_argument("--checkpoints", default="checkpoints", help="scratch folder for resumable checkpoints")
     return p.parse_args()
 
@@ -60,26 +64,21 @@ def main() -> None:
     device = resolve_device(params["execution"]["device"])
     profile = active_profile(params["postproc"], "postproc")
 
-    train_path = Path(args.ingested) / "train.npz"
-    norm_path, splits_path = Path(args.prepared) / "normalization.json", Path(args.prepared) / "splits.json"
-    data = load_labelled(train_path)
-    spec = load_normalization(norm_path)
-    splits = load_splits(splits_path)
+    inputs = load_labelled_inputs(args.ingested, args.prepared)
+    data, spec, splits = inputs.data, inputs.spec, inputs.splits
     oof, val = load_predictions(Path(args.oof)), load_predictions(Path(args.val))
     tr = align_ids(data["ids"], oof["ids"], args.oof)
     va = align_ids(data["ids"], val["ids"], args.val)
-    expected_tr = split_indices(data["well"], splits["train_wells"])
-    if sorted(tr.tolist()) != sorted(expected_tr.tolist()):
+    if sorted(tr.tolist()) != inputs.train_idx.tolist():
         raise EchoCemError(f"{args.oof}: does not cover exactly the training wells {splits['train_wells']}")
-    if sorted(va.tolist()) != sorted(split_indices(data["well"], splits["val_wells"]).tolist()):
+    if sorted(va.tolist()) != inputs.val_idx.tolist():
         raise EchoCemError(f"{args.val}: does not cover exactly the validation wells {splits['val_wells']}")
-
-    fp = fingerprint({"stage": STAGE, "seed": seed, "profile": profile, "device": device},
-                     [train_path, norm_path, splits_path, args.oof, args.val])
-    ck_dir = Path(args.checkpoints) / STAGE / fp
-    cfg, trained = train_refiner(data["images"], data["masks"], data["widths"], data["well"], tr,
-                                 oof["probs"], va, val["probs"], spec, profile, seed, device, ck_dir, fp)
-
+    fp, ck_dir = checkpoint_folder(args.checkpoints, STAGE, {"seed": seed, "profile": profile, "device": device},
+                                   (*inputs.files, args.oof, args.val))
+    patches = labelled_set(data, spec, device)
+    cfg, trained = train_refiner(patches.subset(tr), oof["probs"], patches.subset(va), val["probs"], profile, seed,
+                                 device, ck_dir, fp)
+    del patches
     val_probs = val["probs"].astype(np.float32)
     refined = refine_proba(trained.model, val_probs, data["images"][va], data["widths"][va], spec, device,
                            int(profile["train"]["eval_batch_size"]))
@@ -104,6 +103,8 @@ def main() -> None:
     save_refiner(args.model, trained.model, cfg, meta)
     save_npz(args.pred, ids=data["ids"][va], pred=pred, probs=refined.astype(np.float16))
     save_json(args.metrics, metrics)
+    with atomic_path(args.plots, is_dir=True) as tmp:
+        write_curves(tmp, run.history, {"best_epoch": run.best_epoch})
     shutil.rmtree(ck_dir, ignore_errors=True)
     print(f"postproc_unet: validation IoU {alone['iou']:.4f} (U-Net) -> {after['iou']:.4f} (refined, "
           f"epoch {run.best_epoch}/{metrics['epochs']})")

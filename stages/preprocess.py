@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from echocem.data.preprocess import load_labelled, fit_normalization, make_splits, preview_figure, split_indices
-from echocem.io import atomic_path, save_figure, save_json
+from echocem.io import EchoCemError, atomic_path, save_figure, save_json
 from echocem.runtime import stage_main, start_stage
 
 STAGE = "preprocess"
@@ -32,7 +32,11 @@ def main() -> None:
 
     train_path = Path(args.ingested) / "train.npz"
     data = load_labelled(train_path)
-    splits = make_splits(data["well"], cfg["val_wells"], cfg["oof_folds"])
+    folds = list(cfg["oof_folds"])
+    if folds != list(range(len(folds))):
+        raise EchoCemError(f"params preprocess.oof_folds: {folds} must number the folds 0..{len(folds) - 1} in order "
+                           "(stage unet_fold runs one job per entry)")
+    splits = make_splits(data["well"], cfg["val_wells"], len(folds))
     tr = split_indices(data["well"], splits["train_wells"])
     spec = fit_normalization(data["images"][tr], data["widths"][tr], clip=cfg["clip"])
     fig = preview_figure(data, spec, splits, n_wells=cfg["preview_wells"])

@@ -2,7 +2,8 @@
 
 Reads every stage's metrics, figures and curves, the submission manifest and,
 besides its declared deps, what the tools leave behind: Snakemake's benchmark
-files (absent under `dvc repro`: the page then says so), dvc.lock and git.
+files (absent under `dvc repro`: the page then says so), DVC's record and
+status of every other stage, and git.
 Both files are written only once both are rendered.
 """
 from __future__ import annotations
@@ -13,13 +14,12 @@ from datetime import datetime, timezone
 
 from echocem.dag import load_pipeline
 from echocem.io import save_text
-from echocem.params import load_params
 from echocem.report.document import build_document, headline
-from echocem.report.figures import curve_figure, runtime_figure
+from echocem.report.figures import curve_figure, png_bytes, runtime_figure
 from echocem.report.html import render_html
 from echocem.report.load import load_run
 from echocem.report.markdown import render_markdown
-from echocem.runtime import stage_main
+from echocem.runtime import stage_main, start_stage
 
 STAGE = "report"
 
@@ -35,14 +35,19 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    params = load_params(args.params)
-    stages = load_pipeline(".", params)
+    params = start_stage(args.params, STAGE)
+    stages = load_pipeline(".")
     # the params shown are the keys this stage declares, so a change of any of them reruns it
     shown = list(stages[STAGE].params) if STAGE in stages else sorted({k for s in stages.values() for k in s.params})
     run = load_run(".", stages, params, shown, self_stage=STAGE)
     curve_pngs = [curve_figure(c) for c in run.curves]
     runtime_png = runtime_figure(run.benchmarks, run.stage_order) if run.benchmarks else None
-    sections = build_document(run, curve_pngs, runtime_png)
+    drawn = {}
+    if run.transport:
+        from echocem.transport.figures import uvp_vs_dim_figure
+
+        drawn["transport"] = png_bytes(uvp_vs_dim_figure(run.transport), close=True)
+    sections = build_document(run, curve_pngs, runtime_png, drawn)
     heads = headline(run)
     built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     others = [s for s in stages if s != STAGE]

@@ -14,8 +14,7 @@ import numpy as np
 
 from echocem.data.preprocess import load_labelled, load_normalization, load_splits, normalize, split_indices
 from echocem.io import EchoCemError, atomic_path, save_json, save_npz
-from echocem.params import load_params
-from echocem.runtime import configure_threads, seed_everything, stage_main, thread_count
+from echocem.runtime import stage_main, stage_threads, start_stage
 from echocem.seg.metric import challenge_iou
 from echocem.seg.rf import feature_importances, predict_masks, train_rf, training_set
 
@@ -36,12 +35,10 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    params = load_params(args.params)
+    params = start_stage(args.params, STAGE)
     cfg = params["rf"]
-    rng = seed_everything(params["seed"])
-    threads = params["execution"]["threads"]
-    n_jobs = thread_count(threads.get(STAGE, threads["default"]))
-    configure_threads(n_jobs)
+    rng = np.random.default_rng(int(params["seed"]))
+    n_jobs = stage_threads(params, STAGE)
 
     train_path = Path(args.ingested) / "train.npz"
     data = load_labelled(train_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from echocem.dag import load_pipeline, producer
+from echocem.dag import load_pipeline, producer, stages_by_rule
 from echocem.params import deep_merge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,21 +25,24 @@ BIN = Path(sys.executable).parent
 
 def repo_files(root: Path = REPO) -> list[str]:
     """Files git would commit: tracked plus untracked-but-not-ignored, except the
-    record of an uncommitted run (dvc.lock, the .gitignore files DVC writes beside
-    the outputs): a copy starts from no run."""
+    record of a run (dvc.lock, the .gitignore files DVC writes beside the outputs):
+    a copy starts from no run."""
     def ls(*args: str) -> list[str]:
         out = subprocess.run(["git", "ls-files", *args, "-z"], cwd=root, check=True,
                              capture_output=True, text=True).stdout
         return [p for p in out.split("\0") if p]
 
-    untracked = ls("--others", "--exclude-standard")
-    files = ls("--cached") + [p for p in untracked if Path(p).name != ".gitignore" and p != "dvc.lock"]
-    return sorted(p for p in set(files) if (root / p).is_file())
+    files = ls("--cached") + ls("--others", "--exclude-standard")
+    record = {"dvc.lock"} | {p for p in files if Path(p).name == ".gitignore" and p != ".gitignore"}
+    return sorted(p for p in set(files) - record if (root / p).is_file())
 
 
-def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the tools: this interpreter's bin first, quiet DVC, one thread."""
+def tool_env(base: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
+    """Environment for the tools: this interpreter's bin first, quiet DVC, one thread; in a
+    copy of the project, its own package first (an edit there is what its stages run)."""
     env = dict(os.environ if base is None else base)
+    if cwd is not None and (Path(cwd) / "src" / "echocem").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(cwd) / "src"), *filter(None, [env.get("PYTHONPATH")])])
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -49,7 +52,7 @@ def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1800,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(env), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(env, cwd), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout\n{proc.stdout[-6000:]}"
@@ -105,14 +108,15 @@ def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
 _JOB_ROW = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+(\d+)\s*$")
 
 
-def dry_run_stages(cwd: Path) -> set[str]:
-    """Names of the stages `snakemake -n` would run (the `all` target excluded)."""
-    proc = snakemake(cwd, "-n", "--quiet", "rules", "--cores", "1")
+def dry_run_stages(cwd: Path, *targets: str) -> set[str]:
+    """Names of the DVC stages `snakemake -n` would run (the `all` target excluded)."""
+    proc = snakemake(cwd, "-n", "--quiet", "rules", "--cores", "1", *targets)
+    by_rule = stages_by_rule(load_pipeline(cwd))
     stages = set()
     for line in proc.stdout.splitlines():
         m = _JOB_ROW.match(line)
         if m and m.group(1) not in ("all", "total"):
-            stages.add(m.group(1))
+            stages.add(by_rule[m.group(1)])
     return stages
 
 

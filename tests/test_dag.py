@@ -1,105 +1,116 @@
-"""The DAG is declared once (dvc.yaml); Snakemake and DVC must see the same one."""
+"""The DAG is declared once (dvc.yaml) and resolved by DVC; Snakemake and DVC see the same one."""
 from __future__ import annotations
 
 import os
 import re
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from echocem.dag import (
-    descendants_and_self,
-    edges,
-    interpolate,
-    load_pipeline,
-    lock_is_current,
-    snakemake_inputs,
-)
-from echocem.io import EchoCemError
+from echocem.dag import descendants_and_self, edges, load_pipeline, resolve_with_dvc, rule_name, stages_by_rule
 from echocem.params import load_params
-from tests.pipeline import make_pipeline_copy, snakemake
+from tests.pipeline import BIN, make_pipeline_copy, snakemake, tool_env
 
-# --- unit level: the reader of dvc.yaml ---------------------------------------------
+# --- unit level: DVC's resolution, memoised --------------------------------------------
 
 TOY = """
+vars:
+  - outdir: results
 stages:
   make:
     cmd: python make.py --out ${data.raw_dir}
-    deps: [make.py, code]
+    deps: [make.py]
     params: [seed]
     outs: ["${data.raw_dir}"]
-  use:
-    cmd: python use.py
+  per_task:
+    matrix:
+      task: [a, b]
+    cmd: python use.py ${item.task} > ${outdir}/${item.task}.txt
     deps: [use.py, data/raw/synthetic/x.npy]
     params:
       - params.yaml:
-          - data.source
-    metrics:
-      - m.json:
-          cache: false
+          - tasks.${item.task}
+    outs:
+      - ${outdir}/${item.task}.txt
+  per_dim:
+    foreach: [2, 8]
+    do:
+      cmd: python dim.py ${item}
+      deps: [results/a.txt]
+      metrics:
+        - m${item}.json:
+            cache: false
 """
 
 
-def _toy(tmp_path: Path) -> Path:
+@pytest.fixture()
+def toy(tmp_path: Path) -> Path:
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=tool_env())
     (tmp_path / "dvc.yaml").write_text(TOY)
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "a.py").write_text("x = 1\n")
-    (tmp_path / "code" / "__pycache__").mkdir()
-    (tmp_path / "code" / "__pycache__" / "a.pyc").write_text("")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"seed": 1, "data": {"raw_dir": "data/raw/synthetic"}, "tasks": {"a": 1, "b": 2}}))
     return tmp_path
 
 
-PARAMS = {"seed": 1, "data": {"source": "synthetic", "raw_dir": "data/raw/synthetic"}}
-
-
-def test_reader_resolves_interpolation_params_and_edges(tmp_path):
-    stages = load_pipeline(_toy(tmp_path), PARAMS)
-    assert list(stages) == ["make", "use"]
+def test_dvc_resolves_templating_matrix_foreach_and_vars(toy):
+    stages = load_pipeline(toy)
+    assert list(stages) == ["make", "per_task@a", "per_task@b", "per_dim@2", "per_dim@8"]
     assert stages["make"].cmd == "python make.py --out data/raw/synthetic"
     assert stages["make"].outs == ("data/raw/synthetic",)
-    assert stages["use"].params == ("data.source",)
-    assert stages["use"].metrics == ("m.json",)
+    assert stages["per_task@b"].cmd == "python use.py b > results/b.txt"
+    assert stages["per_task@b"].params == ("tasks.b",)
+    assert stages["per_task@b"].outs == ("results/b.txt",)
+    assert stages["per_dim@8"].metrics == stages["per_dim@8"].uncached == ("m8.json",)
     # a file inside another stage's output folder makes an edge
-    assert edges(stages) == {("make", "use")}
-    assert descendants_and_self(stages, ["make"]) == {"make", "use"}
+    assert edges(stages) == {("make", "per_task@a"), ("make", "per_task@b"),
+                             ("per_task@a", "per_dim@2"), ("per_task@a", "per_dim@8")}
+    assert descendants_and_self(stages, ["per_task@a"]) == {"per_task@a", "per_dim@2", "per_dim@8"}
+    assert stages_by_rule(stages)["per_task__a"] == "per_task@a"
+    assert rule_name("gen@banana") == "gen__banana"
 
 
-def test_code_folders_expand_to_files_for_snakemake(tmp_path):
-    root = _toy(tmp_path)
-    stages = load_pipeline(root, PARAMS)
-    assert snakemake_inputs(stages["make"], stages, root) == ["make.py", "code/a.py"]
-    # outputs of other stages stay as declared
-    assert snakemake_inputs(stages["use"], stages, root) == ["use.py", "data/raw/synthetic/x.npy"]
+def test_the_memo_is_dvcs_answer_until_a_file_it_read_changes(toy):
+    first = load_pipeline(toy)
+    assert (toy / ".dvc" / "tmp" / "echocem" / "pipeline.json").is_file()
+    assert load_pipeline(toy) == first == resolve_with_dvc(toy)
+    params = yaml.safe_load((toy / "params.yaml").read_text())
+    params["data"]["raw_dir"] = "data/raw/other"
+    (toy / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_pipeline(toy)["make"].outs == ("data/raw/other",)
+    (toy / "dvc.yaml").write_text(TOY.replace("[a, b]", "[a, b, c]"))
+    assert "per_task@c" in load_pipeline(toy)
 
 
-def test_reader_rejects_what_it_does_not_understand(tmp_path):
-    (tmp_path / "dvc.yaml").write_text("stages:\n  a:\n    foreach: [1]\n    do: {cmd: x}\n")
-    with pytest.raises(EchoCemError, match="stage a: needs a cmd"):
-        load_pipeline(tmp_path, PARAMS)
-    with pytest.raises(EchoCemError, match=r"\$\{data.nothing\}"):
-        interpolate("x ${data.nothing}", PARAMS, "stage a")
-    (tmp_path / "dvc.yaml").write_text("stages:\n  a: {cmd: x, outs: [o.txt]}\n  b: {cmd: y, outs: [o.txt]}\n")
-    with pytest.raises(EchoCemError, match="o.txt is declared by a and b"):
-        load_pipeline(tmp_path, PARAMS)
+def test_a_raw_dir_with_a_space_or_a_semicolon_stays_one_argument_of_ingest(tmp_path):
+    """DVC puts data.raw_dir into ingest's shell command: quoted, it can neither split nor inject."""
+    import shlex
+    import shutil
+
+    from tests.pipeline import REPO
+
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=tool_env())
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"] = {"source": "real", "raw_dir": "data/raw/echo cem; touch injected"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    ingest = load_pipeline(tmp_path)["ingest"]
+    argv = shlex.split(ingest.cmd)
+    assert argv[argv.index("--raw") + 1] == "data/raw/echo cem; touch injected"
+    assert "data/raw/echo cem; touch injected" in ingest.deps
 
 
-def test_lock_is_current_compares_mtimes(tmp_path):
-    root = _toy(tmp_path)
-    stages = load_pipeline(root, PARAMS)
-    assert not lock_is_current(stages, root)  # no lock, no outputs
-    (root / "data/raw/synthetic").mkdir(parents=True)
-    (root / "data/raw/synthetic/x.npy").write_text("1")
-    (root / "m.json").write_text("{}")
-    (root / "dvc.lock").write_text("schema: '2.0'\n")
-    future = time.time() + 10
-    os.utime(root / "dvc.lock", (future, future))
-    assert lock_is_current(stages, root)
-    os.utime(root / "m.json", (future + 5, future + 5))
-    assert not lock_is_current(stages, root)
+def test_a_broken_dvc_yaml_is_named(toy):
+    from echocem.io import EchoCemError
+
+    (toy / "dvc.yaml").write_text("stages:\n  a: {cmd: x, outs: [o.txt]}\n  b: {cmd: y, outs: [o.txt]}\n")
+    with pytest.raises(EchoCemError, match="dvc.yaml: DVC cannot read the pipeline"):
+        load_pipeline(toy)
 
 
-# --- the real pipeline: both tools, one DAG -----------------------------------------
+# --- the real pipeline: both tools, one DAG -------------------------------------------
 
 
 def _dvc_view(root: Path):
@@ -116,18 +127,18 @@ def _dvc_view(root: Path):
     return stages, graph
 
 
-def _snakemake_view(root: Path):
+def _snakemake_view(root: Path, by_rule: dict[str, str]):
     dot = snakemake(root, "all", "--rulegraph").stdout
     labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, flags=re.M))
     graph = {(labels[a], labels[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)}
-    graph = {(a, b) for a, b in graph if "all" not in (a, b)}
+    graph = {(by_rule[a], by_rule[b]) for a, b in graph if "all" not in (a, b)}
     summary = snakemake(root, "all", "--summary").stdout.splitlines()
     outs: dict[str, list[str]] = {}
     header = next(i for i, line in enumerate(summary) if line.startswith("output_file"))
     for line in summary[header + 1:]:
         cols = line.split("\t")
         if len(cols) >= 3:
-            outs.setdefault(cols[2], []).append(cols[0])
+            outs.setdefault(by_rule[cols[2]], []).append(cols[0])
     return {k: sorted(v) for k, v in outs.items()}, graph
 
 
@@ -138,8 +149,8 @@ def pipeline_copy(tmp_path_factory) -> Path:
 
 def test_snakemake_and_dvc_see_the_identical_dag(pipeline_copy):
     dvc_stages, dvc_graph = _dvc_view(pipeline_copy)
-    smk_outs, smk_graph = _snakemake_view(pipeline_copy)
     ours = load_pipeline(pipeline_copy)
+    smk_outs, smk_graph = _snakemake_view(pipeline_copy, stages_by_rule(ours))
 
     assert set(dvc_stages) == set(smk_outs) == set(ours), "same stages"
     assert dvc_graph == smk_graph == edges(ours), "same edges"
@@ -150,18 +161,14 @@ def test_snakemake_and_dvc_see_the_identical_dag(pipeline_copy):
         assert spec["params"] == sorted(ours[name].params), f"{name}: same params keys"
 
 
-def test_every_stage_lists_its_entry_script_and_existing_code(pipeline_copy):
-    stages = load_pipeline(pipeline_copy)
-    for stage in stages.values():
-        script = f"stages/{stage.name}.py" if not stage.name.startswith("gen_") else "stages/generative.py"
-        assert script in stage.deps, f"{stage.name} lists {script}"
-        assert stage.cmd.startswith(f"python {script}")
-        for dep in stage.deps:
-            if dep.startswith(("stages/", "src/")):
-                assert (pipeline_copy / dep).exists(), f"{stage.name}: code dep {dep} exists"
+def test_the_transport_tasks_are_one_matrix_declaration():
+    declared = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]
+    assert "matrix" in declared["gen"]
+    tasks = declared["gen"]["matrix"]["task"]
+    assert {f"gen@{t}" for t in tasks} <= set(load_pipeline(Path(__file__).resolve().parents[1]))
 
 
-def test_invalid_params_stop_snakemake_before_any_stage(pipeline_copy, tmp_path):
+def test_invalid_params_stop_snakemake_before_any_stage(pipeline_copy):
     params_file = pipeline_copy / "params.yaml"
     good = params_file.read_text()
     try:
@@ -174,3 +181,29 @@ def test_invalid_params_stop_snakemake_before_any_stage(pipeline_copy, tmp_path)
     finally:
         params_file.write_text(good)
     assert load_params(params_file)
+
+
+def test_a_missing_raw_data_folder_stops_every_entry_point(pipeline_copy):
+    """`source: real` naming a folder that is not there: check-params, Snakemake and the stage itself
+    stop before any work, naming the key and the path."""
+    params_file = pipeline_copy / "params.yaml"
+    good = params_file.read_text()
+    params = yaml.safe_load(good)
+    params["data"] = {"source": "real", "raw_dir": "data/raw/echo cem"}
+    try:
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        expected = "key data.raw_dir: 'data/raw/echo cem' does not exist (data.source is real"
+        env = tool_env(cwd=pipeline_copy)
+        check = subprocess.run([sys.executable, "-m", "echocem", "check-params"], cwd=pipeline_copy, env=env,
+                               capture_output=True, text=True)
+        assert check.returncode == 2 and expected in check.stderr
+        dry = snakemake(pipeline_copy, "-n", "--cores", "1", check=False)
+        assert dry.returncode != 0 and expected in dry.stdout + dry.stderr
+        stage = subprocess.run([sys.executable, "stages/ingest.py", "--params", "params.yaml", "--raw",
+                                "data/raw/echo cem", "--out", str(pipeline_copy / "x"), "--card",
+                                str(pipeline_copy / "card.json")], cwd=pipeline_copy, env=env,
+                               capture_output=True, text=True)
+        assert stage.returncode == 2 and expected in stage.stderr
+        assert not (pipeline_copy / "logs").exists() and not os.path.exists(pipeline_copy / "x")
+    finally:
+        params_file.write_text(good)

@@ -1,8 +1,9 @@
 """Sharing a run through the DVC remote: `dvc push`, then a pull into a fresh clone.
 
 The clone must then hold every output byte for byte, DVC must see it up to
-date and Snakemake must have nothing to do there; scripts/dvc_pull.sh does the
-pull (and aligns the file times Snakemake compares, see docs/cluster.md).
+date and Snakemake must have nothing to do there: a plain `dvc pull` does it,
+because Snakemake asks DVC what is out of date (echocem.staleness), file times
+play no part.
 """
 from __future__ import annotations
 
@@ -11,14 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from echocem.dag import load_pipeline
-from tests.pipeline import REPO, dry_run_stages, dvc, dvc_stale_stages, git, make_pipeline_copy, run, snakemake
+from echocem.dag import descendants_and_self, load_pipeline
+from tests.pipeline import dry_run_stages, dvc, dvc_stale_stages, git, make_pipeline_copy, run, snakemake
 from tests.slurm.snapshot import output_files, output_hashes
 
 pytestmark = pytest.mark.slow
 
 REMOTE = "shared"  # the default remote of .dvc/config
-PULL = str(REPO / "scripts" / "dvc_pull.sh")
 EVERYTHING = frozenset()  # exclude nothing: a pull restores the very bytes, report included
 
 
@@ -53,7 +53,7 @@ def test_pull_into_a_fresh_clone_restores_every_output(pushed_run, tmp_path):
     absent = [f for f in output_files(origin) if not (copy / f.relative_to(origin)).exists()]
     assert absent, "before the pull the clone lacks the DVC-cached outputs"
 
-    run(["bash", PULL], copy)
+    dvc(copy, "pull")
 
     expected = output_hashes(origin, EVERYTHING)
     assert "missing" not in expected.values()
@@ -64,9 +64,9 @@ def test_pull_into_a_fresh_clone_restores_every_output(pushed_run, tmp_path):
     assert set(load_pipeline(copy)) == set(load_pipeline(origin))
 
 
-def test_pull_script_leaves_times_alone_when_the_checkout_differs(pushed_run, tmp_path):
-    """A clone whose params differ from the pushed run's: the outputs are stale and
-    must stay so for Snakemake (no --touch), with the reason on stderr."""
+def test_a_clone_that_differs_is_out_of_date_in_both_tools_after_the_pull(pushed_run, tmp_path):
+    """A clone whose params differ from the pushed run's: the pulled outputs are stale, and
+    both tools say which."""
     origin, store = pushed_run
     copy = clone(origin, tmp_path / "changed", store)
     params_path = copy / "params.yaml"
@@ -74,11 +74,10 @@ def test_pull_script_leaves_times_alone_when_the_checkout_differs(pushed_run, tm
     params["rf"]["n_estimators"] += 1
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
-    proc = run(["bash", PULL], copy, check=False)
+    dvc(copy, "pull")
 
-    assert proc.returncode != 0
-    assert "dvc status is not clean" in proc.stderr and "rf_baseline" in proc.stderr
-    assert {"rf_baseline", "evaluate"} <= dry_run_stages(copy)
+    assert dvc_stale_stages(copy) == {"rf_baseline"}
+    assert dry_run_stages(copy) == descendants_and_self(load_pipeline(copy), {"rf_baseline"})
 
 
 def test_default_remote_is_shared_by_checkouts_side_by_side(tmp_path):

@@ -79,3 +79,23 @@ def test_check_params_cli(tmp_path, params):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(deep_merge(params, {"execution": {"device": "gpu"}})))
     assert main(["check-params", str(bad)]) == 2
+
+
+@pytest.mark.parametrize("raw_dir", ["data/raw/it's", "../elsewhere", "/data/raw/echocem", "data/raw/a\nb"])
+def test_raw_dir_that_could_escape_the_repository_or_its_quoting_is_refused(params, raw_dir):
+    bad = deep_merge(params, {"data": {"source": "real", "raw_dir": raw_dir}})
+    with pytest.raises(EchoCemError, match="key data.raw_dir: .* is not allowed: folder in the real challenge layout"):
+        validate_params(bad)
+
+
+def test_real_data_folder_is_checked_when_params_are_loaded(tmp_path, params):
+    """`source: real` with a folder that is not there stops every entry point, naming key and path."""
+    from echocem.__main__ import main
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(deep_merge(params, {"data": {"source": "real", "raw_dir": "data/raw/my data"}})))
+    with pytest.raises(EchoCemError, match=r"key data.raw_dir: 'data/raw/my data' does not exist \(data.source is real"):
+        load_params(path)
+    assert main(["check-params", str(path)]) == 2
+    (tmp_path / "data" / "raw" / "my data").mkdir(parents=True)
+    assert load_params(path)["data"]["raw_dir"] == "data/raw/my data"

@@ -2,27 +2,32 @@
 
 The submission stage writes a manifest beside the CSV (echocem.provenance):
 the CSV's md5, the md5 of every input (models, test data, normalisation), the
-params values it read, the code version. DVC records in dvc.lock the md5 of
-every dep and out of every stage. The audit checks, and names whatever differs:
+params values it read, the code version. dvc.lock records every stage's deps,
+params and outs. The audit checks, and names whatever differs:
 
 1. the CSV against the manifest (was the file edited after it was built?);
-2. each recorded input against the file on disk (was a model replaced?);
-3. the recorded params against params.yaml, key by key, and the manifest's
+2. each input the manifest names against the file on disk (was a model replaced?);
+3. the manifest's params against params.yaml, key by key, and the manifest's
    own params md5 (was the manifest edited?);
 4. the manifest against dvc.lock's submission stage (same CSV, same inputs,
-   same params: the lock describes this submission), and the DVC cache
-   (the inputs can be restored);
-5. the chain upstream of the submission in dvc.lock: each stage's deps are the
-   outs its producer recorded, every recorded file still has its md5 on disk,
-   every params key still has its value; raw data comes from a stage or a
-   `dvc add`-ed .dvc file.
+   same params: the record describes this submission);
+5. every stage upstream of the submission, with DVC's own status: its code,
+   data inputs, params and outputs against its record, and its inputs against
+   what the stages producing them recorded (a record mixing two runs).
+
+What changed is told apart: "inputs, params or code changed" (a stage's record
+no longer matches what it would read now) from "same inputs, different
+numbers" (a stage's deps, params and code match its record but its outputs do
+not: the record was made on another machine, where floats differ, or the
+stage is not deterministic).
 
 Exit 0: every check passed; 1: something changed (each problem on one line);
-2: the submission, its manifest or dvc.lock cannot be read.
+2: the submission, its manifest or the pipeline's record cannot be read.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,25 +35,22 @@ from typing import Any, Mapping
 
 import yaml
 
+from echocem.dag import covers
 from echocem.io import EchoCemError, file_md5
 from echocem.params import get_key
 from echocem.provenance import code_version, load_manifest, params_md5
-from echocem.report.lineage import (
-    MISSING,
-    LockStage,
-    cache_dir,
-    cache_object,
-    covers,
-    describe_value,
-    dvc_file_outs,
-    dvc_md5,
-    load_lock,
-    producer,
-    read_dvcignore,
-    recorded_md5,
-    upstream,
-    value_changes,
-)
+from echocem.records import StageRecord, read_records
+
+SAME_INPUTS = "same inputs, different numbers"
+CHANGED_INPUTS = "inputs, params or code changed"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+MISSING: Any = _Missing()
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Audit:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     chain: list[str] = field(default_factory=list)
+    kinds: set[str] = field(default_factory=set)  # SAME_INPUTS and/or CHANGED_INPUTS
     checked: int = 0  # hashes and values compared
     # what was already reported, so one edit gives one line, not one per place it is recorded
     changed_paths: set[str] = field(default_factory=set)
@@ -78,20 +81,32 @@ def short(md5: str | None) -> str:
     return md5[:10] + ".." + suffix
 
 
-def find_root(submission: Path, recorded: str | None) -> Path:
-    """The repository root the manifest's paths are relative to.
+def describe_value(value: Any) -> str:
+    return "<absent>" if value is MISSING else json.dumps(value, sort_keys=True)
 
-    The manifest records the submission's path from the root, so the root is
-    what is left of the submission's absolute path when that suffix is removed;
-    failing that, the nearest parent holding dvc.yaml or dvc.lock.
-    """
+
+def value_changes(old: Any, new: Any, key: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, old, new) for every leaf that differs; a missing side is MISSING."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        changes = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{key}.{k}" if key else str(k)
+            changes.extend(value_changes(old.get(k, MISSING), new.get(k, MISSING), sub))
+        return changes
+    return [] if old == new and type(old) is type(new) else [(key, old, new)]
+
+
+def find_root(submission: Path, recorded: str | None) -> Path:
+    """The repository root the manifest's paths are relative to: what is left of the
+    submission's absolute path once its recorded path is cut off; failing that, the
+    nearest parent holding dvc.yaml."""
     sub = submission.resolve()
     if recorded:
         parts = Path(recorded).parts
-        if len(parts) <= len(sub.parts) and sub.parts[-len(parts):] == parts:
-            return Path(*sub.parts[: -len(parts)]) if len(parts) < len(sub.parts) else Path("/")
+        if len(parts) < len(sub.parts) and sub.parts[-len(parts):] == parts:
+            return Path(*sub.parts[: -len(parts)])
     for parent in sub.parents:
-        if (parent / "dvc.lock").is_file() or (parent / "dvc.yaml").is_file():
+        if (parent / "dvc.yaml").is_file():
             return parent
     return Path.cwd()
 
@@ -120,9 +135,9 @@ def check_params(audit: Audit, params_file: str, recorded: Mapping[str, Any], cu
             if dotted in audit.changed_keys:
                 continue
             audit.changed_keys.add(dotted)
+            audit.kinds.add(CHANGED_INPUTS)
             audit.problems.append(
-                f"{params_file}: {dotted} changed from {describe_value(old)} to {describe_value(new)} ({why})"
-            )
+                f"{params_file}: {dotted} changed from {describe_value(old)} to {describe_value(new)} ({why})")
         audit.checked += 1
 
 
@@ -130,10 +145,8 @@ def check_manifest(audit: Audit, manifest: dict, root: Path, params: dict) -> No
     """Steps 1-3: the CSV, every recorded input and the params against the files on disk."""
     sub = manifest.get("submission", {})
     if sub.get("md5") != audit.md5:
-        audit.problems.append(
-            f"{audit.submission}: md5 {short(audit.md5)} != recorded {short(sub.get('md5'))} in the manifest "
-            "(the CSV was changed after it was built)"
-        )
+        audit.problems.append(f"{audit.submission}: md5 {short(audit.md5)} != recorded {short(sub.get('md5'))} in "
+                              "the manifest (the CSV was changed after it was built)")
     audit.checked += 1
     for role, entry in sorted(manifest.get("inputs", {}).items()):
         path, recorded = entry.get("path"), entry.get("md5")
@@ -145,165 +158,135 @@ def check_manifest(audit: Audit, manifest: dict, root: Path, params: dict) -> No
         now = file_md5(full)
         if now != recorded:
             audit.changed_paths.add(path)
-            audit.problems.append(
-                f"{path}: md5 {short(now)} != recorded {short(recorded)} (file replaced after the submission was built)"
-            )
+            audit.kinds.add(CHANGED_INPUTS)
+            audit.problems.append(f"{path}: md5 {short(now)} != recorded {short(recorded)} "
+                                  "(file replaced after the submission was built)")
         audit.checked += 1
     rec = manifest.get("params", {})
     values = rec.get("values", {})
     if params_md5(values) != rec.get("md5"):
-        audit.problems.append(
-            "manifest: the recorded params values do not match their recorded md5 (the manifest was edited)"
-        )
+        audit.problems.append("manifest: the recorded params values do not match their recorded md5 "
+                              "(the manifest was edited)")
     check_params(audit, rec.get("file", "params.yaml"), values, params, "recorded when the submission was built")
 
 
-def _submission_stage(lock: Mapping[str, LockStage], sub_path: str) -> LockStage | None:
-    for stage in lock.values():
-        if sub_path in stage.outs:
-            return stage
-    return None
-
-
-def check_against_lock(audit: Audit, manifest: dict, lock: Mapping[str, LockStage], cache: Path,
-                       manifest_rel: str | None, root: Path) -> LockStage | None:
-    """Step 4: the manifest and dvc.lock's submission stage describe the same run."""
+def check_against_record(audit: Audit, manifest: dict, stage: StageRecord) -> None:
+    """Step 4: the manifest and dvc.lock's record of the submission stage describe the same run."""
     sub_path = manifest.get("submission", {}).get("path", audit.submission)
-    stage = _submission_stage(lock, sub_path)
-    if stage is None:
-        audit.problems.append(f"dvc.lock: no stage records {sub_path} as an output (run `dvc commit` after the pipeline)")
-        return None
-    locked = stage.outs[sub_path]
-    if locked != audit.md5:
-        audit.problems.append(
-            f"dvc.lock: stage {stage.name} recorded {sub_path} md5 {short(locked)}, this file is {short(audit.md5)} "
-            "(dvc.lock belongs to another run)"
-        )
+    out = stage.file(sub_path, "out")
+    if out is None or out.md5 is None:
+        audit.problems.append(f"dvc.lock: stage {stage.name} has no record of {sub_path}")
+    elif out.md5 != audit.md5:
+        audit.problems.append(f"dvc.lock: stage {stage.name} recorded {sub_path} md5 {short(out.md5)}, this file "
+                              f"is {short(audit.md5)} (the record belongs to another run)")
     audit.checked += 1
-    if manifest_rel and manifest_rel in stage.outs:
-        now = file_md5(root / manifest_rel)
-        if now != stage.outs[manifest_rel]:
-            audit.problems.append(
-                f"{manifest_rel}: md5 {short(now)} != dvc.lock {short(stage.outs[manifest_rel])} "
-                "(the manifest was changed after the run)"
-            )
-        audit.checked += 1
     for role, entry in sorted(manifest.get("inputs", {}).items()):
-        path, recorded = entry.get("path"), entry.get("md5")
-        md5, via = recorded_md5(stage.deps, path, cache)
-        if via is None:
-            audit.problems.append(f"dvc.lock: stage {stage.name} does not list input {path} ({role}) among its deps")
-        elif md5 is None:
-            audit.warnings.append(f"{path}: inside {via}, whose listing is not in the DVC cache: md5 not checked against dvc.lock")
-        elif md5 != recorded:
-            audit.problems.append(
-                f"{path}: manifest md5 {short(recorded)} != dvc.lock {short(md5)} (stage {stage.name} used another file)"
-            )
-        else:
+        path, md5 = entry.get("path"), entry.get("md5")
+        dep = stage.file(path, "dep")
+        if dep is not None:
+            if dep.md5 != md5:
+                audit.problems.append(f"{path}: manifest md5 {short(md5)} != dvc.lock {short(dep.md5)} "
+                                      f"(stage {stage.name} was recorded with another file)")
             audit.checked += 1
-        if via == path and md5 and not cache_object(cache, md5).is_file():
-            audit.warnings.append(f"{path}: not in the DVC cache ({cache}): it cannot be restored with `dvc checkout`")
+        elif not any(f.kind == "dep" and covers(f.path, path) for f in stage.files):
+            audit.problems.append(f"dvc.lock: stage {stage.name} does not list input {path} ({role}) among its deps")
+        # an input inside a recorded folder: DVC's status of that folder (step 5) and step 2 cover it
     values = manifest.get("params", {}).get("values", {})
     for key, value in stage.params.items():
         recorded = _current(values, key) if key.split(".")[0] in values else MISSING
         if recorded is MISSING:
-            continue  # a key the manifest does not record (e.g. seed); checked in the chain
+            continue  # a key the manifest does not record (e.g. seed): checked in the chain
         for dotted, old, new in value_changes(value, recorded, key):
-            audit.problems.append(
-                f"dvc.lock: stage {stage.name} ran with {dotted}={describe_value(old)}, "
-                f"the manifest records {describe_value(new)}"
-            )
+            audit.problems.append(f"dvc.lock: stage {stage.name} ran with {dotted}={describe_value(old)}, "
+                                  f"the manifest records {describe_value(new)}")
         audit.checked += 1
-    return stage
 
 
-def check_chain(audit: Audit, lock: Mapping[str, LockStage], target: LockStage, root: Path, params: dict,
+def _producer(records: Mapping[str, StageRecord], path: str) -> tuple[StageRecord, str] | None:
+    """(stage, output) holding `path`."""
+    for rec in records.values():
+        for f in rec.files:
+            if f.kind == "out" and covers(f.path, path):
+                return rec, f.path
+    return None
+
+
+def _producers_inside(records: Mapping[str, StageRecord], folder: str) -> list[str]:
+    """Stages whose outputs lie inside a dep folder (e.g. the models of a matrix stage)."""
+    return sorted({rec.name for rec in records.values() for f in rec.files
+                   if f.kind == "out" and covers(folder, f.path) and f.path != folder})
+
+
+def check_chain(audit: Audit, records: Mapping[str, StageRecord], target: StageRecord, params: dict,
                 params_file: str) -> None:
-    """Step 5: walk the stages upstream of the submission; print the chain, name what changed."""
-    ignore = read_dvcignore(root)
-    added = dvc_file_outs(root)
-    cache = cache_dir(root)
-    hashed: dict[str, str | None] = {}
-
-    def on_disk(path: str) -> str | None:
-        if path not in hashed:
-            hashed[path] = dvc_md5(path, root, ignore)
-        return hashed[path]
-
-    order = upstream(lock, target.name)
+    """Step 5: every stage upstream of the submission, as DVC sees it now; prints the chain."""
+    order = [n for n in records if n in target.upstream] + [target.name]
     for name in order:
-        stage = lock[name]
-        audit.chain.append(f"[{name}]" + (f"  params: {', '.join(stage.params)}" if stage.params else ""))
-        code = [p for p in stage.deps if producer(lock, p) is None and p not in added and not _is_raw(p, added)]
-        for path, md5 in stage.deps.items():
-            if path in code:
+        rec = records[name]
+        if rec.is_data:
+            audit.chain.append(f"[{name}]  raw data added with `dvc add`")
+        else:
+            audit.chain.append(f"[{name}]" + (f"  params: {', '.join(rec.params)}" if rec.params else ""))
+        if not rec.recorded:
+            audit.kinds.add(CHANGED_INPUTS)
+            audit.problems.append(f"dvc.lock: stage {name} is not recorded (it never finished a run)")
+            continue
+        code = [f for f in rec.files if f.is_code]
+        for f in rec.files:
+            if f.is_code:
                 continue
-            source = producer(lock, path)
-            if source is not None:
-                up, up_out = source
-                origin = f"from {up}"
-                up_md5 = lock[up].outs[up_out] if up_out == path else recorded_md5(lock[up].outs, path, cache)[0]
-                if up_md5 is not None and md5 != up_md5:
-                    audit.problems.append(
-                        f"dvc.lock: stage {name} used {path} md5 {short(md5)} but {up} recorded {short(up_md5)} "
-                        f"(the lock mixes runs: rerun `{up}` and its descendants)"
-                    )
+            if f.kind == "dep":
+                found = _producer(records, f.path)
+                inside = [] if found else _producers_inside(records, f.path)
+                origin = (f"from {found[0].name}" if found else f"from {', '.join(inside)}" if inside
+                          else "raw data (not versioned by DVC)")
+                if found and found[1] == f.path:
+                    up = found[0].file(f.path, "out")
+                    if up and up.md5 and up.md5 != f.md5 and f.state == "match":
+                        audit.problems.append(f"dvc.lock: stage {name} used {f.path} md5 {short(f.md5)} but "
+                                              f"{found[0].name} recorded {short(up.md5)} (the record mixes runs)")
+                if found is None and not inside:
+                    audit.warnings.append(f"{f.path}: raw data not versioned by DVC (no stage and no .dvc file): "
+                                          f"`dvc add {f.path}`")
+                audit.chain.append(f"    in   {f.path:<44} {short(f.md5):<16} {origin}")
             else:
-                origin = _raw_origin(path, md5, added, audit)
-            audit.chain.append(f"    in   {path:<44} {short(md5):<16} {origin}")
-        for path, md5 in stage.deps.items():
-            _check_file(audit, path, md5, on_disk(path), name, "dep")
-        for path, md5 in stage.outs.items():
-            now = on_disk(path)
-            _check_file(audit, path, md5, now, name, "out")
-            mark = "  <- this submission" if md5 == audit.md5 and path == audit.submission else ""
-            audit.chain.append(f"    out  {path:<44} {short(md5):<16}{mark}")
+                mark = "  <- this submission" if f.path == audit.submission and f.md5 == audit.md5 else ""
+                audit.chain.append(f"    out  {f.path:<44} {short(f.md5):<16}{mark}")
         if code:
-            changed = [p for p in code if on_disk(p) != stage.deps[p]]
-            audit.chain.append(f"    code {len(code)} files" + (f", changed: {', '.join(changed)}" if changed else ", unchanged"))
-        check_params(audit, params_file, stage.params, params, f"stage {name} ran with the recorded value")
-    audit.chain.insert(0, "chain: " + " -> ".join([f"raw data {_raw_head(lock, order, added)}", *order,
-                                                     audit.submission]))
+            changed = [f.path for f in code if f.state != "match"]
+            audit.chain.append(f"    code {len(code)} files" + (f", changed: {', '.join(changed)}" if changed
+                                                                 else ", unchanged"))
+        _stage_changes(audit, rec, params, params_file)
+    heads = [records[n].name for n in order if records[n].is_data]
+    made = [f.path for n in order for f in records[n].files
+            if f.kind == "out" and f.path.startswith("data/raw/") and not records[n].is_data]
+    head = " + ".join(heads) or " + ".join(f"{p} (written by simulate)" for p in made) or "(none recorded)"
+    audit.chain.insert(0, "chain: " + " -> ".join([f"raw data {head}",
+                                                   *[n for n in order if not records[n].is_data], audit.submission]))
 
 
-def _raw_head(lock: Mapping[str, LockStage], order: list[str], added: Mapping[str, Any]) -> str:
-    """The raw data at the start of the chain: versioned inputs, else what a stage wrote under data/raw."""
-    raw = [p for n in order for p in lock[n].deps if producer(lock, p) is None and _is_raw(p, added)]
-    if raw:
-        return " + ".join(dict.fromkeys(raw))
-    # synthetic data: the simulator's output is the raw data
-    made = [(p, producer(lock, p)) for n in order for p in lock[n].deps if p.startswith("data/raw/")]
-    made = [f"{p} (written by {src[0]})" for p, src in dict(made).items() if src is not None]
-    return " + ".join(made) or "(none recorded)"
-
-
-def _is_raw(path: str, added: Mapping[str, Any]) -> bool:
-    """A dep no stage produces that is data, not code: under data/, or added with `dvc add`."""
-    return path.startswith("data/") or any(covers(a, path) for a in added)
-
-
-def _raw_origin(path: str, md5: str | None, added: Mapping[str, str | None], audit: Audit) -> str:
-    for out, rec in added.items():
-        if out == path:
-            if rec != md5:
-                audit.problems.append(f"{path}.dvc records md5 {short(rec)}, dvc.lock used {short(md5)} (raw data replaced)")
-            return f"raw data ({path}.dvc)"
-    audit.warnings.append(f"{path}: raw data not versioned by DVC (no stage and no .dvc file): `dvc add {path}`")
-    return "raw data (not versioned by DVC)"
-
-
-def _check_file(audit: Audit, path: str, locked: str | None, now: str | None, stage: str, kind: str) -> None:
-    audit.checked += 1
-    if path in audit.changed_paths:
-        return
-    if now is None or (locked is not None and now != locked):
-        audit.changed_paths.add(path)
-    if now is None:
-        audit.problems.append(f"{path}: missing on disk (dvc.lock records it as {kind} of stage {stage}; `dvc checkout`?)")
-    elif locked is not None and now != locked:
-        audit.problems.append(
-            f"{path}: md5 {short(now)} != dvc.lock {short(locked)} ({kind} of stage {stage}, changed since the pipeline ran)"
-        )
+def _stage_changes(audit: Audit, rec: StageRecord, params: dict, params_file: str) -> None:
+    """DVC's status of one stage, one problem per changed file or key, each told apart."""
+    inputs_changed = bool(rec.changed_params) or any(f.state != "match" for f in rec.files if f.kind == "dep")
+    for f in rec.files:
+        audit.checked += 1
+        if f.state == "match" or f.path in audit.changed_paths:
+            continue
+        audit.changed_paths.add(f.path)
+        if f.kind == "dep":
+            what = "code" if f.is_code else "input"
+            audit.kinds.add(CHANGED_INPUTS)
+            audit.problems.append(f"{f.path}: {f.state} since stage {rec.name} was recorded ({what} of the stage)")
+        elif inputs_changed:
+            audit.problems.append(f"{f.path}: {f.state} (output of stage {rec.name}, whose inputs changed too)")
+        else:
+            audit.kinds.add(SAME_INPUTS)
+            audit.problems.append(f"{f.path}: {f.state} although stage {rec.name}'s code, inputs and params match "
+                                  f"its record ({SAME_INPUTS}: recorded on another machine, or not deterministic)")
+    for other in rec.other:
+        audit.kinds.add(CHANGED_INPUTS)
+        audit.problems.append(f"dvc.yaml: stage {rec.name}: {other}")
+    check_params(audit, params_file, rec.params, params, f"stage {rec.name} ran with the recorded value")
 
 
 def audit_submission(submission: str | Path, manifest_path: str | Path | None = None,
@@ -318,23 +301,21 @@ def audit_submission(submission: str | Path, manifest_path: str | Path | None = 
     manifest = load_manifest(man_path)
     recorded_sub = manifest.get("submission", {}).get("path")
     root = Path(root) if root else find_root(sub, recorded_sub)
-    rel = recorded_sub or sub.as_posix()
-    audit = Audit(submission=rel, md5=file_md5(sub))
+    audit = Audit(submission=recorded_sub or sub.as_posix(), md5=file_md5(sub))
     params_file = manifest.get("params", {}).get("file", "params.yaml")
     params = _load_params_file(root / params_file)
 
     check_manifest(audit, manifest, root, params)
-    lock = load_lock(root / "dvc.lock")
-    if lock is None:
-        audit.problems.append(f"{root / 'dvc.lock'}: not found: the chain from raw data to the submission cannot be checked")
+    if not (root / "dvc.yaml").is_file():
+        audit.problems.append(f"{root / 'dvc.yaml'}: not found: the chain to the submission cannot be checked")
         return audit
-    try:
-        manifest_rel = man_path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        manifest_rel = None
-    stage = check_against_lock(audit, manifest, lock, cache_dir(root), manifest_rel, root)
-    if stage is not None:
-        check_chain(audit, lock, stage, root, params, params_file)
+    records = read_records(root)
+    stage = next((r for r in records.values() if r.file(audit.submission, "out")), None)
+    if stage is None:
+        audit.problems.append(f"dvc.yaml: no stage declares {audit.submission} as an output")
+        return audit
+    check_against_record(audit, manifest, stage)
+    check_chain(audit, records, stage, params, params_file)
     _code_notes(audit, manifest, root)
     return audit
 
@@ -346,20 +327,22 @@ def _code_notes(audit: Audit, manifest: dict, root: Path) -> None:
     if commit is None:
         audit.warnings.append("manifest: no git commit recorded (built outside a git repository)")
     elif dirty:
-        audit.warnings.append(f"built from commit {commit[:12]} with uncommitted changes: the commit alone does not reproduce it")
+        audit.warnings.append(f"built from commit {commit[:12]} with uncommitted changes: the commit alone does not "
+                              "reproduce it")
     if commit and now["git_commit"] and now["git_commit"] != commit:
         audit.warnings.append(f"HEAD is now {now['git_commit'][:12]}, the submission was built at {commit[:12]}")
 
 
 def format_audit(audit: Audit) -> str:
-    """The report printed by the command: verdict, chain, warnings, problems."""
+    """The report printed by the command: chain, warnings, verdict, problems."""
     lines = [f"audit of {audit.submission} (md5 {audit.md5})"]
     lines += audit.chain
     lines += [f"warning: {w}" for w in audit.warnings]
     if audit.ok:
         lines.append(f"OK: {audit.checked} hashes and params values match the manifest, dvc.lock and the files on disk")
     else:
-        lines.append(f"FAILED: {len(audit.problems)} problem(s)")
+        kinds = " and ".join(sorted(audit.kinds)) or "the record does not describe this submission"
+        lines.append(f"FAILED: {len(audit.problems)} problem(s): {kinds}")
         lines += [f"  - {p}" for p in audit.problems]
     return "\n".join(lines)
 

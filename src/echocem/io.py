@@ -43,6 +43,8 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     target = tmp if is_dir else tmp / final.name
     try:
         yield target
+        if is_dir:  # mkdtemp makes a private (0700) folder: give the result the usual permissions
+            os.chmod(target, 0o777 & ~_umask())
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         elif final.exists() or final.is_symlink():
@@ -51,6 +53,12 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

@@ -52,6 +52,8 @@ def _describe(error) -> str:
         missing = error.message.split("'")[1]
         key = f"{where}.{missing}" if error.absolute_path else missing
         return f"missing key {key}"
+    if error.validator == "pattern":  # the regex says little: the field's description says what is allowed
+        return f"key {where}: {error.instance!r} is not allowed: {error.schema.get('description', error.message)}"
     return f"key {where}: {error.message}"
 
 
@@ -67,8 +69,21 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
     return params
 
 
+def check_raw_dir(params: dict, base: Path, source: str = "params.yaml") -> None:
+    """With the real data, `data.raw_dir` must be a folder (relative to the repository):
+    checked when params are loaded, so every entry point stops before any work."""
+    data = params["data"]
+    if data["source"] != "real":
+        return  # the simulator writes it (schema: raw_dir is then data/raw/synthetic)
+    folder = base / data["raw_dir"]
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise EchoCemError(f"{source}: key data.raw_dir: {data['raw_dir']!r} {what} (data.source is real: it must "
+                           "hold the challenge download, X_train_*/ X_test_*/ X_unlabeled_*/ Y_train_*.csv)")
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
-    """Read and validate params.yaml."""
+    """Read and validate params.yaml (schema, then the raw data folder it names)."""
     p = Path(path)
     if not p.is_file():
         raise EchoCemError(f"{p}: params file not found")
@@ -78,7 +93,9 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         raise EchoCemError(f"{p}: not valid YAML ({exc})") from exc
     if not isinstance(params, dict):
         raise EchoCemError(f"{p}: expected a mapping at the top level")
-    return validate_params(params, str(p))
+    validate_params(params, str(p))
+    check_raw_dir(params, p.resolve().parent, str(p))
+    return params
 
 
 def get_key(params: dict, dotted: str) -> Any:
@@ -124,6 +141,14 @@ def deep_merge(base: dict, override: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def active_profile(section: dict, name: str) -> dict:
+    """The profile a params section selects (its `profile` names one entry of its `profiles`)."""
+    chosen = section["profile"]
+    if chosen not in section["profiles"]:
+        raise EchoCemError(f"params {name}.profile: {chosen!r} is not one of {sorted(section['profiles'])}")
+    return section["profiles"][chosen]
 
 
 def cli_check(argv: list[str]) -> int:

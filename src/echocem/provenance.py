@@ -22,9 +22,8 @@ Manifest format (JSON, keys sorted, written by `write_manifest`), version 1:
 - `canonical_json` is `json.dumps(values, sort_keys=True, separators=(",", ":"))`
   encoded as UTF-8, so the params md5 can be recomputed from params.yaml;
 - `git_commit` is the HEAD commit of the repository the stage runs in,
-  `git_dirty` whether tracked files differ from it, leaving aside what a run
-  rewrites (dvc.lock, DVC's .gitignore files, the outputs of dvc.yaml kept in
-  git); both null without git;
+  `git_dirty` whether tracked files that decide results (DECIDING_PATHS: code,
+  params, dvc.yaml, packages, vendored data) differ from it; both null without git;
 - no time stamps: the same inputs, params and code give the same bytes.
 """
 from __future__ import annotations
@@ -55,37 +54,22 @@ def _git(*args: str, cwd: Path) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def code_version(root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """{"git_commit": HEAD commit or None, "git_dirty": tracked changes or None}; never raises.
+# What decides a stage's outputs besides its data: the code, the params, the pipeline's
+# declaration, the pinned packages and the vendored data. Uncommitted changes there make
+# the commit alone unable to reproduce a result; changes elsewhere (docs, tests, the
+# run's own record and results kept in git) do not.
+DECIDING_PATHS = ("src", "stages", "params.yaml", "dvc.yaml", "pyproject.toml", "third_party")
 
-    `root` defaults to the working directory: stages run from the repository root.
-    """
+
+def code_version(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """{"git_commit": HEAD commit or None, "git_dirty": uncommitted changes to DECIDING_PATHS or None};
+    never raises. `root` defaults to the working directory: stages run from the repository root."""
     cwd = Path(root) if root is not None else Path.cwd()
     commit = _git("rev-parse", "--verify", "HEAD", cwd=cwd)
     if commit is None:
         return {"git_commit": None, "git_dirty": None}
-    # What a run itself rewrites decides no output: DVC's record (dvc.lock, the
-    # .gitignore files it keeps) and the pipeline's outputs kept in git (metrics,
-    # plots, the manifest). Only code, params and other tracked files count.
-    excluded = [":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore"]
-    excluded += [f":(exclude){out}" for out in _pipeline_outputs(cwd)]
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded, cwd=cwd)
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *DECIDING_PATHS, cwd=cwd)
     return {"git_commit": commit.strip(), "git_dirty": None if status is None else bool(status.strip())}
-
-
-def _pipeline_outputs(root: Path) -> list[str]:
-    """Every output declared in root/dvc.yaml; [] when there is none to read."""
-    try:
-        import yaml
-
-        from echocem.dag import load_pipeline
-
-        # the raw values suffice to resolve ${...} in paths; validation is the stages' job
-        params_file = root / "params.yaml"
-        params = (yaml.safe_load(params_file.read_text()) or {}) if params_file.is_file() else {}
-        return [out for stage in load_pipeline(root, params).values() for out in stage.outs]
-    except Exception:  # provenance never fails a stage: without a readable DAG, exclude nothing more
-        return []
 
 
 def package_versions() -> dict[str, str | None]:

@@ -5,7 +5,7 @@ import functools
 import os
 import random
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,9 +40,23 @@ def start_stage(params_path: str, stage: str) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(params_path)
     seed_everything(int(params["seed"]))
-    threads = params["execution"]["threads"]
-    configure_threads(thread_count(threads.get(stage, threads["default"])))
+    configure_threads(stage_threads(params, stage))
     return params
+
+
+def stage_threads(params: dict, stage: str) -> int:
+    """Threads this stage's process may use (see `thread_count`)."""
+    threads = params["execution"]["threads"]
+    return thread_count(threads.get(stage, threads["default"]))
+
+
+def derived_seed(seed: int, *parts: Any) -> int:
+    """A per-task seed from the global one (stable across processes and machines)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps([int(seed), *map(str, parts)]).encode()).digest()
+    return int.from_bytes(h[:4], "little")
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from echocem.data.ingest import ingest
-from echocem.data.layout import N_LABEL_COLUMNS
+from echocem.data.challenge_csv import N_COLUMNS
 from echocem.io import EchoCemError
 from tests.pipeline import REPO, run, tiny_params, write_params
 
@@ -26,7 +26,7 @@ def _labels(root: Path) -> dict[str, np.ndarray]:
 
 
 def _write_labels(root: Path, rows: dict[str, np.ndarray], extra: list[str] = ()) -> None:
-    header = "," + ",".join(str(i) for i in range(N_LABEL_COLUMNS))
+    header = "," + ",".join(str(i) for i in range(N_COLUMNS))
     body = [f"{k}," + ",".join(map(str, v.tolist())) for k, v in rows.items()]
     body += [f"{k}," + ",".join(map(str, rows[k].tolist())) for k in extra]
     _one(root, "Y_train_*.csv").write_text("\n".join([header, *body]) + "\n")
@@ -70,11 +70,11 @@ def test_hand_built_real_layout(tmp_path):
             np.save(root / folders[split] / "images" / f"{s}.npy", images[s])
             if split == "train":
                 mask = rng.integers(0, 3, (160, w))
-                rows[s] = np.concatenate([mask.ravel(), -np.ones(N_LABEL_COLUMNS - mask.size, int)])
+                rows[s] = np.concatenate([mask.ravel(), -np.ones(N_COLUMNS - mask.size, int)])
     order = ["well_3_section_4_patch_2", "well_2_section_22_patch_1", "well_10_section_1_patch_0",
              "well_2_section_3_patch_11"]  # unsorted, like the real file
     pd.DataFrame(np.stack([rows[s] for s in order]), index=order,
-                 columns=[str(i) for i in range(N_LABEL_COLUMNS)]).to_csv(root / "Y_train_T9NrBYo.csv")
+                 columns=[str(i) for i in range(N_COLUMNS)]).to_csv(root / "Y_train_T9NrBYo.csv")
     splits = ingest(root)
     train = splits["train"]
     assert train["ids"].tolist() == ["well_2_section_3_patch_11", "well_2_section_22_patch_1",
@@ -199,6 +199,87 @@ def test_duplicate_label_rows(raw_copy):
     rows = _labels(raw_copy)
     _write_labels(raw_copy, rows, extra=[next(iter(rows))])
     with pytest.raises(EchoCemError, match=r"duplicate ids well_"):
+        ingest(raw_copy)
+
+
+def test_empty_test_folder(raw_copy):
+    folder = _one(raw_copy, "X_test_*/images")
+    for f in folder.glob("*.npy"):
+        f.unlink()
+    with pytest.raises(EchoCemError) as err:
+        ingest(raw_copy)
+    assert str(err.value) == f"{folder}: no .npy patches (the test split needs at least one)"
+
+
+def test_empty_train_folder(raw_copy):
+    folder = _one(raw_copy, "X_train_*/images")
+    for f in folder.glob("*.npy"):
+        f.unlink()
+    with pytest.raises(EchoCemError) as err:
+        ingest(raw_copy)
+    assert str(err.value) == f"{folder}: no .npy patches (the train split needs at least one)"
+
+
+def test_empty_unlabeled_folder_is_accepted(raw_copy):
+    for f in _one(raw_copy, "X_unlabeled_*/images").glob("*.npy"):
+        f.unlink()
+    splits = ingest(raw_copy)
+    assert len(splits["unlabeled"]["ids"]) == 0 and splits["unlabeled"]["images"].shape == (0, 160, 272)
+    assert len(splits["test"]["ids"]) == 2
+
+
+@pytest.mark.parametrize("split, name, width", [("test", "well_7_section_1_patch_1", 200),
+                                               ("train", "well_1_section_1_patch_0", 271),
+                                               ("train", "well_3_section_1_patch_2", 100)])
+def test_width_neither_272_nor_160(raw_copy, split, name, width):
+    f = _one(raw_copy, f"X_{split}_*/images/{name}.npy")
+    np.save(f, np.zeros((160, width), np.int16))
+    with pytest.raises(EchoCemError) as err:
+        ingest(raw_copy)
+    assert str(err.value) == (f"{f}: wrong width {width} (shape (160, {width})): a patch is 160 x 272, "
+                              "or 160 x 160 for a narrow well")
+
+
+def test_text_file_named_npy(raw_copy):
+    f = _one(raw_copy, "X_test_*/images/well_7_section_1_patch_0.npy")
+    f.write_text("hello world\n")
+    with pytest.raises(EchoCemError) as err:
+        ingest(raw_copy)
+    assert str(err.value) == f"{f}: not an .npy file (it starts with b'hello ', not b'\\x93NUMPY')"
+    f.write_bytes(b"")
+    with pytest.raises(EchoCemError, match=r"well_7_section_1_patch_0\.npy: not an \.npy file \(it is empty\)"):
+        ingest(raw_copy)
+
+
+def test_corrupt_npy_after_a_valid_magic(raw_copy):
+    f = _one(raw_copy, "X_train_*/images/well_2_section_1_patch_2.npy")
+    f.write_bytes(f.read_bytes()[:200])  # header kept, data cut
+    with pytest.raises(EchoCemError, match=r"well_2_section_1_patch_2\.npy: not a readable \.npy array"):
+        ingest(raw_copy)
+
+
+def test_label_csv_without_header(raw_copy):
+    path = _one(raw_copy, "Y_train_*.csv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[1:]) + "\n")
+    with pytest.raises(EchoCemError) as err:
+        ingest(raw_copy)
+    first = lines[1]
+    assert str(err.value) == (
+        f"{path}: no header line: the first line holds 43521 fields starting {first[:60] + '...'!r}; "
+        "expected the header ',0,1,...,43519' (an index column then columns \"0\"..\"43519\")")
+    assert first.startswith("well_")
+
+
+def test_label_value_that_is_not_an_integer(raw_copy):
+    path = _one(raw_copy, "Y_train_*.csv")
+    lines = path.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[1 + 40] = "1.5"
+    lines[3] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EchoCemError, match=rf"{cells[0]} has a missing, non-integer or out-of-range value '1\.5' "
+                                           r"\(column 40; line 4\)"):
         ingest(raw_copy)
 
 

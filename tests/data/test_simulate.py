@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -48,10 +49,10 @@ def test_simulation_is_deterministic(sim_cfg):
     assert any(not np.array_equal(img, c.patches["train"][n]) for n, img in a.patches["train"].items())
 
 
-def _chain(root) -> None:
+def _chain(root, raw: str = "data/raw/synthetic") -> None:
     py = sys.executable
     run([py, str(REPO / "stages/simulate.py"), "--params", "params.yaml", "--out", "data/raw/synthetic"], root)
-    run([py, str(REPO / "stages/ingest.py"), "--params", "params.yaml", "--raw", "data/raw/synthetic",
+    run([py, str(REPO / "stages/ingest.py"), "--params", "params.yaml", "--raw", raw,
          "--out", "data/ingested", "--card", "reports/metrics/data_card.json"], root)
     run([py, str(REPO / "stages/preprocess.py"), "--params", "params.yaml", "--ingested", "data/ingested",
          "--out", "data/prepared", "--preview", "reports/figures/preview.png"], root)
@@ -59,16 +60,18 @@ def _chain(root) -> None:
 
 def test_stage_chain_is_reproducible(tmp_path):
     """simulate -> ingest -> preprocess as dvc.yaml runs them; twice gives byte-identical outputs,
-    also with data.source real (the simulator still writes only its own folder)."""
+    also with data.source real reading a copy of the simulated folder (the simulator still
+    writes only its own folder; the real folder must exist before any stage starts)."""
     outs = ["data/ingested/train.npz", "data/ingested/test.npz", "data/ingested/unlabeled.npz",
             "reports/metrics/data_card.json", "data/prepared/normalization.json", "data/prepared/splits.json"]
     digests = []
-    for k, source in enumerate(("synthetic", "real")):
+    for k, (source, raw) in enumerate((("synthetic", "data/raw/synthetic"), ("real", "data/raw/echocem"))):
         root = tmp_path / f"run{k}"
         root.mkdir()
-        params = tiny_params({"data": {"source": source, "raw_dir": "data/raw/synthetic"}})
-        write_params(root, params)
-        _chain(root)
+        if source == "real":
+            shutil.copytree(tmp_path / "run0" / "data/raw/synthetic", root / raw)
+        write_params(root, tiny_params({"data": {"source": source, "raw_dir": raw}}))
+        _chain(root, raw)
         digests.append([file_md5(root / p) for p in outs])
     assert digests[0] == digests[1]
     root = tmp_path / "run0"

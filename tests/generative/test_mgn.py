@@ -38,6 +38,27 @@ def test_jacobian_symmetric_psd(arch: str, seed: int) -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_nonlinear_part_alone_is_monotone(arch: str, seed: int) -> None:
+    """The linear term (V^T V + eps I) x + b switched off: the PSD linear part can no longer hide
+    a negative direction of the nonlinear part (e.g. a sign error in a cascade scaling)."""
+    dim = 5
+    model = random_model(arch, dim, seed)
+    with torch.no_grad():
+        model.linear.V.zero_()
+        model.linear.b.zero_()
+    model.linear.eps = 0.0
+    assert torch.count_nonzero(model.linear.matrix()) == 0
+    x = 3.0 * torch.randn(64, dim, dtype=torch.float64)
+    J = vmap(jacrev(lambda v: model(v.unsqueeze(0)).squeeze(0)))(x)
+    eig = torch.linalg.eigvalsh((J + J.transpose(1, 2)) / 2)
+    assert torch.allclose(J, J.transpose(1, 2), atol=1e-10)
+    assert eig.min() >= -1e-10
+    assert eig.max() > 1e-3  # the nonlinear part is really there (not a vacuous zero map)
+    assert torch.allclose(model.jacobian(x), J, atol=1e-10)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_output_is_gradient_of_potential(arch: str) -> None:
     model = random_model(arch, 4, 3)
     x = (2.0 * torch.randn(32, 4, dtype=torch.float64)).requires_grad_(True)

@@ -107,3 +107,30 @@ def test_a_submission_without_manifest_cannot_be_audited(tmp_path):
     proc = audit(tmp_path)
     assert proc.returncode == 2
     assert "submission/manifest.json: no manifest beside the submission" in proc.stderr
+
+
+def test_a_record_made_elsewhere_is_told_apart_from_changed_inputs(tiny_run):
+    """dvc.lock recording other bytes for an output whose stage's code, inputs and params are
+    unchanged (as when the record was made on another machine): "same inputs, different numbers"."""
+    lock_path = tiny_run / "dvc.lock"
+    lock = yaml.safe_load(lock_path.read_text())
+    out = next(o for o in lock["stages"]["unet"]["outs"] if o["path"] == "data/predictions/unet_val.npz")
+    out["md5"] = "0" * 32
+    with replaced(lock_path, yaml.safe_dump(lock, sort_keys=False).encode()):
+        proc = audit(tiny_run)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED" in proc.stdout and "same inputs, different numbers" in proc.stdout
+    assert "inputs, params or code changed" not in proc.stdout.split("FAILED", 1)[1].splitlines()[0]
+    assert "data/predictions/unet_val.npz: modified although stage unet's code, inputs and params match" \
+        in proc.stdout
+    assert audit(tiny_run).returncode == 0
+
+
+def test_the_audit_is_refused_while_a_run_holds_the_checkout(tiny_run):
+    """The record is being written: the audit says so rather than answer from half of it."""
+    import fcntl
+
+    with open(tiny_run / ".dvc" / "tmp" / "lock", "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = audit(tiny_run)
+    assert proc.returncode == 2 and "this checkout is busy" in proc.stderr

@@ -22,7 +22,8 @@ from tests.report.helpers import PNG_SIGNATURE, image_bytes, read_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-SECTIONS = ["data", "ladder", "curves", "overlays", "confusion", "generative", "runtime", "provenance"]
+SECTIONS = ["data", "ladder", "curves", "overlays", "confusion", "generative", "gen_patches", "transport", "runtime",
+            "provenance"]
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,9 @@ def test_an_empty_run_renders_and_says_what_is_missing():
 
 def test_load_run_reports_absent_and_broken_benchmarks_as_missing(tmp_path):
     """Benchmarks are no deps of the report: absent (dvc repro) or broken, the report still builds."""
-    stages = {n: Stage(n, f"python stages/{n}.py", (), (), (), (), ()) for n in ("ingest", "unet", "evaluate")}
+    stages = {n: Stage(n, f"python stages/{n}.py", (), (), (), (), (), ()) for n in ("ingest", "unet")}
+    ladder = ("reports/metrics/ladder.json",)
+    stages["evaluate"] = Stage("evaluate", "python stages/evaluate.py", (), (), ladder, ladder, (), ladder)
     bench = tmp_path / "logs" / "benchmarks"
     bench.mkdir(parents=True)
     (bench / "ingest.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n1.5\t0:00:01\t80\t1.2\n")

@@ -92,25 +92,27 @@ def git(cwd, *args):
 def test_code_version_reads_git(tmp_path):
     assert code_version(tmp_path) == {"git_commit": None, "git_dirty": None}
     git(tmp_path, "init", "-q")
-    (tmp_path / "a.txt").write_text("one")
-    git(tmp_path, "add", "a.txt")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("one")
+    git(tmp_path, "add", "src/a.py")
     git(tmp_path, "commit", "-q", "-m", "one")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     assert code_version(tmp_path) == {"git_commit": head, "git_dirty": False}
-    (tmp_path / "untracked.txt").write_text("not part of the code")
+    (tmp_path / "src" / "untracked.py").write_text("not part of the commit")
     assert code_version(tmp_path)["git_dirty"] is False
-    (tmp_path / "a.txt").write_text("two")
+    (tmp_path / "src" / "a.py").write_text("two")
     assert code_version(tmp_path) == {"git_commit": head, "git_dirty": True}
 
 
 def test_what_a_run_rewrites_does_not_make_the_tree_dirty(tmp_path):
     """dvc.lock, DVC's .gitignore files and the outputs kept in git (metrics) change
-    with every run; only code, params and other tracked files count as changes."""
+    with every run; only what decides results (code, params, dvc.yaml) counts."""
     (tmp_path / "params.yaml").write_text("seed: 1\n")
     (tmp_path / "dvc.yaml").write_text(
-        "stages:\n  fit:\n    cmd: python fit.py\n    deps: [fit.py]\n"
+        "stages:\n  fit:\n    cmd: python stages/fit.py\n    deps: [stages/fit.py]\n"
         "    metrics:\n      - metrics/score.json:\n          cache: false\n")
-    (tmp_path / "fit.py").write_text("print(1)\n")
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "fit.py").write_text("print(1)\n")
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "score.json").write_text('{"iou": 0.5}')
     (tmp_path / "metrics" / ".gitignore").write_text("/model.pt\n")
@@ -123,5 +125,7 @@ def test_what_a_run_rewrites_does_not_make_the_tree_dirty(tmp_path):
     (tmp_path / "metrics" / ".gitignore").write_text("/model.pt\n/other.pt\n")
     (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
     assert code_version(tmp_path)["git_dirty"] is False
-    (tmp_path / "fit.py").write_text("print(2)\n")
+    (tmp_path / "README.md").write_text("docs change nothing a stage computes\n")
+    assert code_version(tmp_path)["git_dirty"] is False
+    (tmp_path / "stages" / "fit.py").write_text("print(2)\n")
     assert code_version(tmp_path)["git_dirty"] is True

@@ -69,32 +69,48 @@ def test_rf_baseline_stage(workspace):
     assert model.n_estimators == tiny_params()["rf"]["n_estimators"]
 
 
+RUNGS = ("unet", "sections", "tta", "ensemble", "pseudo", "postproc")
+
+
 def test_evaluate_stage(workspace):
+    """Rungs with intervals; each part's gain a paired difference; one more well and self-training too."""
     if not (workspace / "data/predictions/rf_val.npz").exists():
         test_rf_baseline_stage(workspace)
     train = load_npz(workspace / "data/ingested/train.npz")
     va = np.flatnonzero(train["well"] == VAL_WELL)
     rng = np.random.default_rng(0)
-    for name, holes in (("unet_val", 0.3), ("postproc_val", 0.1)):
-        pred = train["masks"][va].copy()
-        pred[(rng.random(pred.shape) < holes) & (pred > 0)] = 0  # scattered misses: the rules fill them
-        order = np.arange(len(va))[::-1]  # another order than the truth: the stage aligns by id
-        save_npz(workspace / f"data/predictions/{name}.npz", ids=train["ids"][va][order], pred=pred[order],
-                 probs=np.zeros((len(va), 3, 160, 272), np.float16))
+    truth = train["masks"][va]
+
+    def missing(fraction: float) -> np.ndarray:  # the truth with a share of its class pixels missed
+        pred = truth.copy()
+        pred[(rng.random(pred.shape) < fraction) & (pred > 0)] = 0
+        return pred
+
+    holes = dict(zip(RUNGS, (0.5, 0.45, 0.4, 0.3, 0.3, 0.2)))
+    arrays = {f"rung_{r}": missing(h) for r, h in holes.items()}
+    arrays.update({f"alone_fold_{k}": missing(0.6) for k in range(3)}, alone_student_0=missing(0.55))
+    save_npz(workspace / "data/predictions/ladder_val.npz", ids=train["ids"][va], well=train["well"][va], **arrays)
     stage(workspace, "evaluate", "--ingested", "data/ingested", "--prepared", "data/prepared",
-          "--rf", "data/predictions/rf_val.npz", "--unet", "data/predictions/unet_val.npz",
-          "--postproc", "data/predictions/postproc_val.npz", "--metrics", "reports/metrics/ladder.json",
-          "--figures", "reports/figures/ladder")
+          "--rf", "data/predictions/rf_val.npz", "--rungs", "data/predictions/ladder_val.npz",
+          "--metrics", "reports/metrics/ladder.json", "--figures", "reports/figures/ladder")
     ladder = json.loads((workspace / "reports/metrics/ladder.json").read_text())
     assert ladder["val_wells"] == [VAL_WELL]
-    assert ladder["order"] == ["all_background", "rf", "unet", "unet_rules", "unet_postproc", "unet_postproc_rules"]
+    assert ladder["order"] == ["all_background", "rf", *RUNGS, "rules"]
     rungs = ladder["rungs"]
     assert rungs["all_background"]["iou"] == 0.0
-    assert rungs["unet"]["iou"] < rungs["unet_postproc"]["iou"] < rungs["unet_postproc_rules"]["iou"]
-    assert ladder["gains"]["rules"] == pytest.approx(rungs["unet_rules"]["iou"] - rungs["unet"]["iou"])
-    assert ladder["gains"]["rules"] > 0
+    assert rungs["unet"]["iou"] < rungs["tta"]["iou"] < rungs["postproc"]["iou"]
+    assert ladder["gains"]["postproc"] == pytest.approx(rungs["postproc"]["iou"] - rungs["pseudo"]["iou"])
     rf = json.loads((workspace / "reports/metrics/rf.json").read_text())
     assert rungs["rf"]["iou"] == pytest.approx(rf["iou"])
+    overall = {r["rung"]: r for r in ladder["intervals"] if r["scope"] == "all"}
+    for rung in ladder["order"]:
+        assert overall[rung]["low"] <= rungs[rung]["iou"] <= overall[rung]["high"], rung
+    gains = {d["name"]: d for d in ladder["differences"] if d["scope"] == "all"}
+    assert gains["ensemble - tta"]["low"] > 0 and gains["ensemble - tta"]["excludes_zero"]  # 30 % vs 40 % missed
+    assert gains["pseudo - ensemble"]["estimate"] != 0 or not gains["pseudo - ensemble"]["excludes_zero"]
+    assert gains["unet - unet_one_well_fewer"]["estimate"] > 0  # 50 % vs 60 % missed
+    assert "student_alone - unet" in gains
+    assert ladder["bootstrap"]["n_patches"] == len(va)
     figures = sorted(p.name for p in (workspace / "reports/figures/ladder").iterdir())
     assert figures == ["best_patches.png", "confusion_best.png", "ladder.png", "ladder_per_well.png",
                        "worst_patches.png"]
@@ -111,14 +127,19 @@ def models(workspace) -> Path:
     torch.manual_seed(0)
     section = {"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
     cfg = model_config(section)
-    save_model(workspace / "models/unet.pt", build_model(cfg), cfg, {})
+    for path in ("models/unet.pt", "models/unet_final.pt", "models/folds/fold_0.pt", "models/folds/fold_1.pt",
+                 "models/students/student_0.pt"):
+        (workspace / path).parent.mkdir(parents=True, exist_ok=True)
+        save_model(workspace / path, build_model(cfg), cfg, {})
     rcfg = refiner_config(section, 1e-4)
     save_refiner(workspace / "models/postproc_unet.pt", build_refiner(rcfg), rcfg, {})
+    save_json(workspace / "reports/metrics/pseudo_labels.json", {"test_folds": [[7]]})
     return workspace
 
 
 SUBMISSION_ARGS = ("--ingested", "data/ingested", "--prepared", "data/prepared", "--unet", "models/unet.pt",
-                   "--postproc", "models/postproc_unet.pt")
+                   "--unet-final", "models/unet_final.pt", "--folds", "models/folds", "--students", "models/students",
+                   "--pseudo-metrics", "reports/metrics/pseudo_labels.json", "--postproc", "models/postproc_unet.pt")
 
 
 def test_submission_stage_writes_a_valid_csv_and_its_manifest(models):
@@ -132,8 +153,11 @@ def test_submission_stage_writes_a_valid_csv_and_its_manifest(models):
     assert ids == test["ids"].tolist() and widths.tolist() == test["widths"].tolist()
     manifest = json.loads((root / "submission/manifest.json").read_text())
     assert manifest["submission"]["md5"] == file_md5(csv) and manifest["submission"]["rows"] == N_TEST
-    expected = {"unet_model": "models/unet.pt", "postproc_model": "models/postproc_unet.pt",
-                "test_data": "data/ingested/test.npz", "normalization": "data/prepared/normalization.json"}
+    # the refit U-Net, the out-of-fold ones and the student of the test well's fold (tiny params switch all on)
+    expected = {"unet_model": "models/unet_final.pt", "unet_fold_0": "models/folds/fold_0.pt",
+                "unet_fold_1": "models/folds/fold_1.pt", "student_0": "models/students/student_0.pt",
+                "postproc_model": "models/postproc_unet.pt", "test_data": "data/ingested/test.npz",
+                "normalization": "data/prepared/normalization.json"}
     assert {role: entry["path"] for role, entry in manifest["inputs"].items()} == expected
     for entry in manifest["inputs"].values():
         assert entry["md5"] == file_md5(root / entry["path"])

@@ -204,29 +204,87 @@ def test_cli_against_an_ingested_test_split_and_raw_folder(tmp_path, patches, ca
     assert cli_validate([str(path), "--test-dir", str(tmp_path / "nowhere")]) == 2
 
 
+def test_cli_checks_against_the_ingested_test_split_by_default(tmp_path, patches, capsys, monkeypatch):
+    """With data/ingested/test.npz under the current directory, no --test-dir is needed."""
+    ids, preds, widths = patches
+    path = tmp_path / "submission.csv"
+    write_submission(path, ids[:-1], preds[:-1], widths[:-1])  # the last test patch is missing
+    save_npz(tmp_path / "data" / "ingested" / "test.npz", ids=np.array(ids), widths=widths)
+    monkeypatch.chdir(tmp_path)
+    assert cli_validate([str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"{path}: 1 problem(s); checked against 5 test patches (data/ingested/test.npz)",
+                   f"  - 1 expected patches missing, e.g. ['{ids[4]}']"]
+
+    write_submission(path, ids, preds, widths)
+    assert echocem_main(["validate-submission", str(path)]) == 0
+    assert capsys.readouterr().out == (f"OK: {path} (5 rows, 43520 columns) against 5 test patches "
+                                       "(data/ingested/test.npz)\n")
+
+    # --test-dir still overrides the default
+    save_npz(tmp_path / "other" / "test.npz", ids=np.array(ids[:-1]), widths=widths[:-1])
+    assert cli_validate([str(path), "--test-dir", str(tmp_path / "other")]) == 1
+    assert f"1 patches not in the test set, e.g. ['{ids[4]}']" in capsys.readouterr().out
+
+
+def test_cli_without_a_test_set_says_it_checked_the_format_only(tmp_path, patches, capsys, monkeypatch):
+    ids, preds, widths = patches
+    path = tmp_path / "submission.csv"
+    write_submission(path, ids[:-1], preds[:-1], widths[:-1])
+    monkeypatch.chdir(tmp_path)  # no data/ingested/test.npz here
+    assert cli_validate([str(path)]) == 0
+    assert capsys.readouterr().out == (
+        f"OK: {path} (4 rows, 43520 columns); format only: no test set to compare with "
+        "(data/ingested/test.npz not found here, no --test-dir), so the ids, the row count and each row's width "
+        "were not checked\n")
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0]
+    path.write_text("\n".join(lines) + "\n")
+    assert cli_validate([str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: 1 problem(s); checked format only: no test set to compare with")
+    assert out[1] == f"  - row '{ids[0]}' (line 2): 43519 values, expected 43520"
+
+
+def test_cli_exit_2_when_the_file_or_the_test_set_can_not_be_read(tmp_path, patches, capsys, monkeypatch):
+    ids, preds, widths = patches
+    monkeypatch.chdir(tmp_path)
+    assert cli_validate([str(tmp_path / "absent.csv")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'absent.csv'}: file not found\n"
+    path = tmp_path / "submission.csv"
+    write_submission(path, ids, preds, widths)
+    raw = tmp_path / "X_test_abc" / "images"
+    raw.mkdir(parents=True)
+    (raw / f"{ids[0]}.npy").write_text("not numpy")
+    assert cli_validate([str(path), "--test-dir", str(tmp_path / "X_test_abc")]) == 2
+    assert capsys.readouterr().err == (f"error: {raw / (ids[0] + '.npy')}: not an .npy file "
+                                       "(it starts with b'not nu', not b'\\x93NUMPY')\n")
+    np.save(raw / f"{ids[0]}.npy", np.zeros((H, 200), np.int16))
+    assert cli_validate([str(path), "--test-dir", str(raw)]) == 2
+    assert "wrong width 200 (shape (160, 200))" in capsys.readouterr().err
+
+
 def one_hot(classes: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.eye(3, dtype=np.float32)[np.clip(classes, 0, 2)], -1, 1)
 
 
-def test_predict_classes_chunks_refines_and_applies_rules(patches):
+def _chunks(truth: np.ndarray, order: list[list[int]]):
+    """(indices, one-hot probabilities of the truth) in the given groups: chunks need not be slices."""
+    return [(np.array(group), one_hot(truth[group])) for group in order]
+
+
+def test_predict_classes_takes_chunks_refines_and_applies_rules(patches):
     _, truth, widths = patches
     images = np.zeros(truth.shape, dtype=np.int16)
-    seen = []
-
-    def proba(imgs, w):
-        seen.append(len(imgs))
-        start = sum(seen[:-1])
-        return one_hot(truth[start : start + len(imgs)])
-
-    plain = predict_classes(images, widths, proba, chunk=2)
-    assert seen == [2, 2, 1]
+    n = len(truth)
+    groups = [[3, 0], [1], [4, 2]]  # whole sections at a time: not consecutive slices
+    plain = predict_classes(images, widths, _chunks(truth, groups))
     np.testing.assert_array_equal(plain, truth)
 
     def swap(probs, imgs, w):  # a "refiner" that swaps classes 1 and 2
         return probs[:, [0, 2, 1]]
 
-    seen.clear()
-    swapped = predict_classes(images, widths, proba, refine=swap, chunk=10)
+    swapped = predict_classes(images, widths, _chunks(truth, groups), refine=swap)
     expected = np.where(truth == 1, 2, np.where(truth == 2, 1, truth))
     np.testing.assert_array_equal(swapped, expected)
 
@@ -236,11 +294,13 @@ def test_predict_classes_chunks_refines_and_applies_rules(patches):
     clean[np.broadcast_to(np.arange(W)[None, None, :] >= widths[:, None, None], clean.shape)] = -1
     rules = dict(open=False, close=False, morph_size=3, casing_largest_component=True,
                  tie_single_interval=False, tie_support_rows=2)
-    seen.clear()
-    truth[:] = clean
-    cleaned = predict_classes(images, widths, proba, rules_cfg=rules, chunk=3)
+    cleaned = predict_classes(images, widths, _chunks(clean, groups), rules_cfg=rules)
     assert (cleaned[:, 70:73, 200:203] != 2).all()
     assert (cleaned[:, :, 20:36] == 2).all()
 
     with pytest.raises(EchoCemError, match="shape"):
-        predict_classes(images, widths, lambda i, w: np.zeros((len(i), 2, H, W)), chunk=2)
+        predict_classes(images, widths, [(np.arange(n), np.zeros((n, 2, H, W)))])
+    with pytest.raises(EchoCemError, match="were not predicted"):
+        predict_classes(images, widths, _chunks(truth, [[0]]))
+    with pytest.raises(EchoCemError, match="predicted twice"):
+        predict_classes(images, widths, _chunks(truth, [list(range(n)), [0]]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from echocem.seg.augment import augment_batch
-from echocem.seg.train import focal_dice_loss
+from echocem.seg.loss import focal_dice_loss
 
 H, W = 160, 272
 

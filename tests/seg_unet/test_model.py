@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from echocem.io import EchoCemError
-from echocem.seg.postproc import (build_refiner, load_refiner, predict_labels, refine_proba, refiner_config,
+from echocem.seg.postproc import (build_refiner, load_refiner, refine_proba, refiner_config,
                                   save_refiner)
 from echocem.seg.unet import (build_model, labels_from_proba, load_model, model_config, predict_proba,
                               save_model)
@@ -133,18 +133,3 @@ def test_untrained_refiner_is_the_identity_and_refine_proba_shapes(tmp_path, tin
     np.testing.assert_array_equal(refine_proba(loaded, probs, images, widths, norm_spec, "cpu", 3), out)
     with pytest.raises(EchoCemError, match="refine_proba: probs must be"):
         refine_proba(loaded, probs[:, :2], images, widths, norm_spec, "cpu", 3)
-
-
-def test_predict_labels_equals_the_argmax_of_the_probability_path(tiny_profile, tiny_model, patches, norm_spec):
-    """The fast submission path gives what predict_proba -> refine_proba -> argmax gives."""
-    images, widths = patches["images"][:6], patches["widths"][:6]
-    cfg = refiner_config(tiny_profile["model"], 1e-4)
-    torch.manual_seed(1)
-    refiner = build_refiner(cfg)
-    torch.nn.init.normal_(refiner.net.unet.segmentation_head[0].weight, std=0.1)  # not the identity
-    probs = predict_proba(tiny_model, images, widths, norm_spec, "cpu", 4)
-    refined = refine_proba(refiner, probs, images, widths, norm_spec, "cpu", 4)
-    np.testing.assert_array_equal(predict_labels(tiny_model, images, widths, norm_spec, "cpu", 4),
-                                  labels_from_proba(probs, widths))
-    np.testing.assert_array_equal(predict_labels(tiny_model, images, widths, norm_spec, "cpu", 4, refiner),
-                                  labels_from_proba(refined, widths))

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from echocem.seg.dataset import labelled_set
 from echocem.seg.metric import challenge_iou
-from echocem.seg.postproc import refine_proba, train_refiner
+from echocem.seg.postproc import refine_proba
+from echocem.seg.refiner_training import train_refiner
 from echocem.seg.unet import labels_from_proba
 
 
@@ -22,8 +24,9 @@ def test_refiner_selection_includes_the_identity_and_never_loses_on_val(patches,
     wells = patches["well"]
     tr, va = np.flatnonzero(wells != 4), np.flatnonzero(wells == 4)
     probs = _blurred_probs(patches["masks"], 0)
-    cfg, trained = train_refiner(patches["images"], patches["masks"], patches["widths"], wells, tr, probs[tr],
-                                 va, probs[va], norm_spec, tiny_refiner_profile, seed=5, device="cpu")
+    data = labelled_set(patches, norm_spec, "cpu")
+    cfg, trained = train_refiner(data.subset(tr), probs[tr], data.subset(va), probs[va], tiny_refiner_profile,
+                                 seed=5, device="cpu")
     hist = trained.fit.history
     assert [r["epoch"] for r in hist] == [0, 1, 2] and hist[0]["train_loss"] is None
     widths = patches["widths"][va]
@@ -41,7 +44,8 @@ def test_refiner_training_is_deterministic(patches, norm_spec, tiny_refiner_prof
     tr, va = np.flatnonzero(wells != 4), np.flatnonzero(wells == 4)
     probs = _blurred_probs(patches["masks"], 1)
     profile = {**tiny_refiner_profile, "train": {**tiny_refiner_profile["train"], "epochs": 1}}
-    runs = [train_refiner(patches["images"], patches["masks"], patches["widths"], wells, tr, probs[tr], va,
-                          probs[va], norm_spec, profile, seed=5, device="cpu")[1] for _ in range(2)]
+    data = labelled_set(patches, norm_spec, "cpu")
+    runs = [train_refiner(data.subset(tr), probs[tr], data.subset(va), probs[va], profile, seed=5,
+                          device="cpu")[1] for _ in range(2)]
     a, b = (r.model.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)

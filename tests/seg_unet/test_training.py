@@ -1,4 +1,7 @@
-"""Training: resume after an interruption, determinism, model selection, out-of-fold guarantee."""
+"""Training: resume after an interruption, determinism, model selection, the out-of-fold plan.
+
+That each out-of-fold network never trains on the wells it predicts is checked on the
+fold stage's own record (tests/seg_unet/test_stages.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +9,10 @@ import pytest
 import torch
 
 from echocem.io import EchoCemError
-from echocem.seg.train import fingerprint, normalised_images, oof_plan, out_of_fold, train_segmenter
+from echocem.seg.dataset import labelled_set
+from echocem.seg.folds import oof_plan
+from echocem.seg.inputs import fingerprint
+from echocem.seg.segmenter import train_segmenter
 from echocem.seg.unet import model_config
 
 TRAIN_WELLS, VAL_WELLS = (1, 2, 3), (4,)
@@ -18,12 +24,12 @@ class Interrupt(Exception):
 
 def _run(patches, norm_spec, profile, ck_dir=None, hook=None, seed=7, epochs=4):
     wells = patches["well"]
-    x = normalised_images(patches["images"], patches["widths"], norm_spec, "cpu")
+    data = labelled_set(patches, norm_spec, "cpu")
     tr = np.flatnonzero(np.isin(wells, TRAIN_WELLS))
     va = np.flatnonzero(np.isin(wells, VAL_WELLS))
     fp = fingerprint({"profile": profile, "seed": seed, "epochs": epochs})
-    return train_segmenter(x, patches["masks"], patches["widths"], wells, tr, va, model_config(profile["model"]),
-                           profile, epochs, seed, "cpu", ck_dir, fp, desc="test", on_epoch_end=hook)
+    return train_segmenter(data.subset(tr), data.subset(va), model_config(profile["model"]), profile, epochs,
+                           seed, "cpu", ck_dir, fp, desc="test", on_epoch_end=hook)
 
 
 def _state(trained):
@@ -96,24 +102,3 @@ def test_oof_plan_partitions_the_training_wells():
         oof_plan(wells, [1, 2, 3, 4], [[1, 2, 3], [4, 5]])
     with pytest.raises(EchoCemError, match=r"must partition train_wells; repeated \[2\], missing \[4\]"):
         oof_plan(wells, [1, 2, 3, 4], [[1, 2], [2, 3]])
-
-
-def test_out_of_fold_models_never_train_on_the_wells_they_predict(patches, norm_spec, tiny_profile):
-    wells = patches["well"]
-    x = normalised_images(patches["images"], patches["widths"], norm_spec, "cpu")
-    plan = oof_plan(wells, TRAIN_WELLS, [[1], [2, 3]])
-    va = np.flatnonzero(np.isin(wells, VAL_WELLS))
-    seen = []
-    result = out_of_fold(x, patches["masks"], patches["widths"], wells, plan, va,
-                         model_config(tiny_profile["model"]), tiny_profile, 1, 7, "cpu",
-                         on_epoch_end=lambda e, r: seen.append(e))
-    train_idx = np.flatnonzero(np.isin(wells, TRAIN_WELLS))
-    assert np.array_equal(result.idx, train_idx)  # every training patch predicted exactly once
-    assert result.probs.shape == (len(train_idx), 3, 160, 272) and result.probs.dtype == np.float16
-    np.testing.assert_allclose(result.probs.astype(np.float32).sum(axis=1), 1.0, atol=2e-3)
-    assert seen == [1, 1]
-    for fold, report in zip(plan, result.folds):
-        assert set(report["train_wells"]).isdisjoint(report["wells"])
-        assert set(wells[fold.train_idx]).isdisjoint(set(wells[fold.pred_idx]))
-        assert set(report["train_wells"]) | set(report["wells"]) == set(TRAIN_WELLS)
-        assert report["oof"]["n_patches"] == len(fold.pred_idx)

@@ -15,7 +15,8 @@ import time
 import pytest
 import yaml
 
-from echocem.dag import load_pipeline, stage_resources, stage_threads
+from echocem.dag import load_pipeline, stages_by_rule
+from echocem.execution import stage_resources, stage_threads
 from echocem.params import load_params
 from tests.pipeline import BIN, REPO, dvc_stale_stages, make_pipeline_copy, run, snakemake
 from tests.slurm.snapshot import lock_record, output_hashes, remove_run_results
@@ -37,12 +38,12 @@ def cluster_sized_execution(cluster) -> dict:
     }
 
 
-def slurm_jobs(cluster, log: str) -> dict[str, dict[str, str]]:
+def slurm_jobs(cluster, log: str, by_rule: dict[str, str]) -> dict[str, dict[str, str]]:
     """Stage name -> `scontrol show job` of the job that ran it, from the ids in the log."""
     jobs = {}
     for job_id in JOB_ID.findall(log):
         info = cluster.job_info(job_id)
-        stage = info["Comment"].removeprefix("rule_")  # the plugin's --comment
+        stage = by_rule[info["Comment"].removeprefix("rule_")]  # the plugin's --comment names the rule
         assert stage not in jobs, f"stage {stage} ran as two jobs"
         jobs[stage] = info
     return jobs
@@ -75,7 +76,7 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path, capsys):
     )
     slurm_s = time.perf_counter() - start
 
-    jobs = slurm_jobs(slurm_cluster, proc.stdout + proc.stderr)
+    jobs = slurm_jobs(slurm_cluster, proc.stdout + proc.stderr, stages_by_rule(stages))
     with capsys.disabled():  # in the CI log even when the test passes
         print(f"\nSLURM job ids: {' '.join(info['JobId'] for info in jobs.values())}")
         print(f"SLURM jobs of the tiny pipeline ({len(jobs)}):")
@@ -88,13 +89,13 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path, capsys):
     assert set(jobs) == set(stages), "every stage ran as one SLURM job"
     params = load_params(root / "params.yaml")
     for stage, info in jobs.items():
-        asked = stage_resources(params, stage)
+        asked = stage_resources(params, stages[stage])
         assert info["JobState"] == "COMPLETED", stage
-        assert int(info["CPUs/Task"]) == stage_threads(params, stage), stage
+        assert int(info["CPUs/Task"]) == stage_threads(params, stages[stage]), stage
         assert mem_mb(info["MinMemoryNode"]) == asked["mem_mb"], stage
         assert info["TimeLimit"] == f"{asked['runtime'] // 60:02d}:{asked['runtime'] % 60:02d}:00", stage
         assert info.get("TresPerJob") == (f"gres:gpu:{asked['gpu']}" if asked.get("gpu") else None), stage
-    assert any("gpu" in stage_resources(params, s) for s in stages), "a GPU stage was exercised"
+    assert any("gpu" in stage_resources(params, s) for s in stages.values()), "a GPU stage was exercised"
 
     assert output_hashes(root) == local_outputs
     assert lock_record(root) == local_lock

@@ -1,15 +1,15 @@
-"""The raw EchoCem layout: folder and file names, and writing it.
+"""The raw EchoCem layout: folder and file names, what a patch file must be, and writing it.
 
 The layout of the challenge download is the contract (docs: shared format notes):
 
     X_train_<suffix>/images/well_{w}_section_{s}_patch_{p}.npy      int16 (160, W)
     X_test_<suffix>/images/...                                       (labels hidden)
     X_unlabeled_<suffix>/images/...
-    Y_train_<suffix>.csv   index = patch stem, columns "0".."43519"; each row is the
-                           row-major 160 x W mask followed by -1 END padding.
+    Y_train_<suffix>.csv   the challenge CSV format (echocem.data.challenge_csv)
 
-Folders are matched by prefix (the suffixes belong to one download). The simulator
-writes exactly this layout so that the same ingestion code reads both.
+W is 272, or 160 for the narrow wells (3 and 4 of the real train set). Folders are
+matched by prefix (the suffixes belong to one download). The simulator writes exactly
+this layout so that the same ingestion code reads both.
 """
 from __future__ import annotations
 
@@ -20,11 +20,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from echocem.data.challenge_csv import FULL_WIDTH, HEIGHT, encode_rows, stack_masks, write_csv
 from echocem.io import EchoCemError
 
-HEIGHT = 160
-MAX_WIDTH = 272
-N_LABEL_COLUMNS = HEIGHT * MAX_WIDTH  # 43,520
+# re-exported: simulate.py imports HEIGHT and MAX_WIDTH from here, benchmarks/ingest_speed.py HEIGHT
+MAX_WIDTH = FULL_WIDTH
+NARROW_WIDTH = 160
+PATCH_WIDTHS = (FULL_WIDTH, NARROW_WIDTH)  # the only widths of the real patches, every split
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file
 SPLITS = ("train", "test", "unlabeled")
 IMAGE_PREFIX = {"train": "X_train_", "test": "X_test_", "unlabeled": "X_unlabeled_"}
 LABEL_PREFIX = "Y_train_"
@@ -43,6 +46,34 @@ def parse_stem(name: str, where: str) -> tuple[int, int, int]:
         raise EchoCemError(f"{where}: unparsable patch name {name!r} "
                            "(expected well_<w>_section_<s>_patch_<p>)")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def check_npy_magic(path: Path, head: bytes) -> None:
+    """Refuse a file that is no .npy at all before numpy does: its message ("pickled data") misleads."""
+    if head != NPY_MAGIC:
+        what = "it is empty" if not head else f"it starts with {head!r}, not {NPY_MAGIC!r}"
+        raise EchoCemError(f"{path}: not an .npy file ({what})")
+
+
+def check_patch_shape(path: Path, shape: tuple[int, ...]) -> int:
+    """The width of a patch of this shape: (160, 272), or (160, 160) for a narrow well; else EchoCemError."""
+    if len(shape) == 2 and shape[0] == HEIGHT and shape[1] not in PATCH_WIDTHS:
+        raise EchoCemError(f"{path}: wrong width {shape[1]} (shape {shape}): a patch is {HEIGHT} x {FULL_WIDTH}, "
+                           f"or {HEIGHT} x {PATCH_WIDTHS[1]} for a narrow well")
+    if len(shape) != 2 or shape[0] != HEIGHT:
+        raise EchoCemError(f"{path}: wrong shape {shape} (expected ({HEIGHT}, W) with W in {PATCH_WIDTHS})")
+    return int(shape[1])
+
+
+def patch_width(path: Path) -> int:
+    """Width of one patch from its .npy header (the data is not read); EchoCemError for a bad file."""
+    try:
+        with open(path, "rb") as f:
+            check_npy_magic(path, f.read(len(NPY_MAGIC)))
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except (OSError, ValueError) as exc:
+        raise EchoCemError(f"{path}: not a readable .npy array ({exc})") from exc
+    return check_patch_shape(path, shape)
 
 
 @dataclass(frozen=True)
@@ -78,32 +109,6 @@ def find_layout(raw_dir: str | Path) -> RawLayout:
     return RawLayout(images=images, labels=_single(root, LABEL_PREFIX, is_dir=False, suffix=".csv"))
 
 
-def encode_label_row(mask: np.ndarray) -> bytes:
-    """One CSV value list: the row-major mask (values 0..2), then -1 up to 43,520 values.
-
-    Built as bytes with NumPy (digit, comma, digit, ...): writing 4,410 rows of
-    43,520 values through Python's str formatting would take minutes.
-    """
-    flat = np.asarray(mask, dtype=np.int8).ravel()
-    if flat.size > N_LABEL_COLUMNS or flat.min(initial=0) < 0 or flat.max(initial=0) > 9:
-        raise EchoCemError(f"label row: mask of {flat.size} values in 0..9 expected")
-    body = np.empty(2 * flat.size, dtype=np.uint8)
-    body[0::2] = flat.astype(np.uint8) + ord("0")
-    body[1::2] = ord(",")
-    pad = N_LABEL_COLUMNS - flat.size
-    tail = b"-1," * pad
-    return (body.tobytes() + tail)[:-1]
-
-
-def write_label_csv(path: str | Path, stems: Sequence[str], masks: Sequence[np.ndarray]) -> None:
-    """Write Y_train_*.csv in the challenge format (pandas-readable, index column unnamed)."""
-    header = ("," + ",".join(str(i) for i in range(N_LABEL_COLUMNS)) + "\n").encode()
-    with open(path, "wb") as f:
-        f.write(header)
-        for s, m in zip(stems, masks):
-            f.write(s.encode() + b"," + encode_label_row(m) + b"\n")
-
-
 def write_raw_layout(out: str | Path, patches: Mapping[str, Mapping[str, np.ndarray]],
                      labels: Mapping[str, np.ndarray], suffixes: Mapping[str, str],
                      label_order: Sequence[str] | None = None) -> RawLayout:
@@ -123,5 +128,5 @@ def write_raw_layout(out: str | Path, patches: Mapping[str, Mapping[str, np.ndar
         images[split] = folder
     order = list(label_order) if label_order is not None else sorted(labels)
     label_path = root / f"{LABEL_PREFIX}{suffixes['labels']}.csv"
-    write_label_csv(label_path, order, [labels[s] for s in order])
+    write_csv(label_path, order, encode_rows(*stack_masks([labels[s] for s in order])))
     return RawLayout(images=images, labels=label_path)

@@ -5,5 +5,5 @@
 - `document`: pure; turns a `Run` into sections of tables, figures and text;
 - `html`, `markdown`: pure; render those sections (figures as base64 data URIs);
 - `figures`: the plots the report draws itself (training curves, run times);
-- `lineage`: dvc.lock, the DVC cache and DVC-style hashes, shared with the audit.
+- provenance rows come from `echocem.records` (DVC's record and status), shared with the audit.
 """

@@ -227,14 +227,15 @@ def ladder_section(run: Run) -> Section:
 def curves_section(run: Run, curve_pngs: Sequence[bytes]) -> Section:
     blocks: list[Block] = []
     if run.curves:
-        blocks.append(Text("Training curves of the U-Net stage (reports/plots/unet), drawn from its tables."))
+        blocks.append(Text("Training curves of the networks (reports/plots/<stage>/, written with dvclive: one "
+                           "step per epoch), drawn from their tables."))
         for curve, png in zip(run.curves, curve_pngs):
             blocks.append(Figure(curve.name.replace("_", " "), png))
     elif run.curve_images:
         for name, png in run.curve_images.items():
-            blocks.append(Figure(_figure_title(name), png, f"reports/plots/unet/{name}"))
+            blocks.append(Figure(_figure_title(name), png, f"reports/plots/{name}"))
     else:
-        blocks.append(_missing("reports/plots/unet"))
+        blocks.append(_missing("reports/plots/"))
     for name, metrics in run.model_metrics.items():
         blocks.append(Details(f"metrics of {name} (reports/metrics/{name}.json)", json_tables(metrics, name)))
     return Section("curves", "Training curves", blocks)
@@ -272,6 +273,85 @@ def generative_section(run: Run) -> Section:
     return Section("generative", "Generative transport models", blocks)
 
 
+def transport_section(run: Run, figure_png: bytes | None) -> Section:
+    """The W2 benchmark: every method's L2-UVP and cosine per D, the paper's figures beside."""
+    title = "Transport maps on the W2 benchmark"
+    if not run.transport:
+        return Section("transport", title, [_missing("reports/metrics/transport/w2_d*.json")])
+    from echocem.transport.table import formatted_table
+
+    table = formatted_table(run.transport)
+    n_seeds = sorted({int(s["uvp"]["n"]) for m in run.transport for s in m["methods"].values()})
+    blocks: list[Block] = [
+        Text("Maps from P (a mixture of 3 Gaussians) to Q = T*#P on the continuous Wasserstein-2 benchmark of "
+             "Korotin, Li, Genevay, Solomon, Filippov and Burnaev (NeurIPS 2021; arrays under MIT licence in "
+             "third_party/w2bench/). The solvers see samples of P and Q only. L2-UVP (%, lower is better) and the "
+             f"cosine between T(x) - x and T*(x) - x on 2^14 fresh samples of P: mean ± std over "
+             f"{'/'.join(map(str, n_seeds))} seeds, beside the paper's best solver and linear map."),
+        Table([str(c) for c in table.columns], [[fmt(v) for v in row] for row in table.itertuples(index=False)],
+              "W2 benchmark: L2-UVP % mean ± std (cosine)", id="transport-table"),
+    ]
+    if figure_png is not None:
+        blocks.append(Figure("L2-UVP against the dimension D (log scale), every method", figure_png))
+    return Section("transport", title, blocks)
+
+
+def generated_patches_section(run: Run) -> Section:
+    """The mask-conditioned patch generator: how close and how faithful, and whether it helps."""
+    title = "Generated ultrasonic patches"
+    blocks: list[Block] = []
+    g = run.gen_patches
+    if g is None:
+        blocks.append(_missing("reports/metrics/gen_patches.json"))
+    else:
+        sets = list(g["sinkhorn"])
+        blocks.append(Text(
+            "A generator of patches conditioned on a mask (rectified flow, a U-Net denoiser with classifier-free "
+            "guidance), trained on the training wells' pairs and on the unlabelled and test images without masks; "
+            "the validation wells never reach it. Debiased Sinkhorn divergence (geomloss) between descriptors of "
+            "held-out validation patches and of each set (amplitude and envelope statistics per class region, "
+            "an out-of-fold U-Net's encoder features, both): lower is closer. The floor is real training patches; "
+            "the naive sets are the baselines to beat."))
+        floor = g.get("floor_draws", {})
+        rows = [[name, *(fmt(g["sinkhorn"][name].get(b)) for b in ("amplitude", "encoder", "combined"))]
+                for name in sets]
+        rows.append(["floor spread over draws (mean ± std)",
+                     *(f"{floor[b]['mean']:.3f} ± {floor[b]['std']:.3f} ({floor[b]['n']})" if b in floor else "–"
+                       for b in ("amplitude", "encoder", "combined"))])
+        blocks.append(Table(["set", "amplitude", "encoder", "combined"], rows,
+                            "Sinkhorn divergence to the held-out patches", id="gen-sinkhorn"))
+        real = g["unet_real_heldout"]
+        rows = [[name, fmt(v["iou"]), fmt(v["iou_class1"]), fmt(v["iou_class2"]),
+                 fmt(g["faithfulness_ratio"][name])] for name, v in g["faithfulness"].items()]
+        rows.append(["real held-out patches", fmt(real["iou"]), fmt(real["iou_class1"]), fmt(real["iou_class2"]),
+                     "1"])
+        blocks.append(Table(["patches", "IoU", "TIE", "casing", "ratio to real"], rows,
+                            "Faithfulness: the U-Net's IoU against the masks the patches were generated from",
+                            id="gen-faithfulness"))
+        blocks.append(Table(["check", "met"], [[k, fmt(v)] for k, v in g["checks"].items()],
+                            "The issue's checks", id="gen-checks"))
+        for name, png in run.gen_patches_figures.items():
+            blocks.append(Figure(_figure_title(name), png, f"reports/figures/gen_patches/{name}"))
+    study = run.study
+    if study is None:
+        blocks.append(_missing("reports/metrics/augmentation_study.json"))
+    else:
+        blocks.append(Text(
+            f"Augmentation study: first U-Nets on k training wells, without and with generated pairs from a "
+            f"generator of the same wells, {study['table'][0]['n_seeds'] if study['table'] else '?'} seeds each, "
+            f"the same optimiser steps in both arms, scored on the validation wells; paired gain with its "
+            f"{int(100 * study['level'])} % interval ({study['interval_method']}).", "h3"))
+        rows = [[r["k"], r["wells"], f"{r['n_real']} / {r['n_generated']}",
+                 f"{r['without_mean']:.3f} ± {r['without_std']:.3f}", f"{r['with_mean']:.3f} ± {r['with_std']:.3f}",
+                 r["n_seeds"], f"{r['gain']:+.3f} [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}]",
+                 f"{r['seeds_with_gain']}/{r['n_seeds']}", r["verdict"]] for r in study["table"]]
+        blocks.append(Table(["k", "wells", "real / generated", "without", "with", "seeds", "paired gain [interval]",
+                             "seeds with a gain", "verdict"], rows, "Generated pairs in training", id="gen-study"))
+        if run.study_figure is not None:
+            blocks.append(Figure("IoU without and with generated pairs, and the paired gain", run.study_figure))
+    return Section("gen_patches", title, blocks)
+
+
 def runtime_section(run: Run, runtime_png: bytes | None) -> Section:
     title = "Run time per stage"
     if not run.benchmarks:
@@ -299,19 +379,16 @@ def runtime_section(run: Run, runtime_png: bytes | None) -> Section:
     return Section("runtime", title, blocks)
 
 
-def _lock_note(run: Run) -> Text:
-    rows = run.hashes
-    if not run.lock_found:
-        return Text("dvc.lock not found: a Snakemake run records it after its last stage (`dvc commit`), so "
-                    "the md5 column is what it will record. Audit a submission with "
-                    "`python -m echocem audit submission/submission.csv` once it exists.", "note")
-    changed = sum(r.state != "match" for r in rows)
-    if changed == 0:
-        return Text(f"All {len(rows)} recorded deps and outs match dvc.lock.")
-    return Text(f"{changed} of {len(rows)} deps and outs differ from dvc.lock or are not in it. After a Snakemake "
-                "run dvc.lock is updated by `dvc commit` once every stage (this report included) has finished, so "
-                "these are the results of this run not yet recorded, unless `dvc status` still lists them "
-                "afterwards.", "note")
+def _record_note(run: Run) -> Text:
+    files = [f for rec in run.records.values() for f in rec.files]
+    if not run.records:
+        return Text("No record of the pipeline could be read.", "note")
+    stale = sorted(name for name, rec in run.records.items() if not rec.up_to_date)
+    if not stale:
+        return Text(f"All {len(files)} deps and outs of {len(run.records)} stages match dvc.lock "
+                    "(DVC's status when this report was built).")
+    return Text(f"DVC reports {len(stale)} stage(s) out of date when this report was built: {', '.join(stale)}. "
+                "`dvc status` names what changed; `snakemake -n` lists what a run would redo.", "note")
 
 
 def provenance_section(run: Run) -> Section:
@@ -339,17 +416,14 @@ def provenance_section(run: Run) -> Section:
     for section, values in run.params.items():
         rows = [[k, fmt(v)] for k, v in flatten(values, section)]
         blocks.append(Details(f"params.yaml: {section} ({len(rows)} values)", [Table(["key", "value"], rows)]))
-    blocks.append(_lock_note(run))
-    for stage in run.stage_order:
-        rows = [r for r in run.hashes if r.stage == stage]
-        if not rows:
-            continue
-        states = {r.state for r in rows}
-        tag = "all match dvc.lock" if states == {"match"} else ", ".join(sorted(states))
-        table = Table(["", "path", "md5 now", "dvc.lock", "state"],
-                      [[r.kind, r.path, short_md5(r.current), short_md5(r.locked) if r.in_lock else "–", r.state]
-                       for r in rows])
-        blocks.append(Details(f"hashes of stage {stage}: {len(rows)} files ({tag})", [table]))
+    blocks.append(_record_note(run))
+    for name, rec in run.records.items():
+        states = {f.state for f in rec.files} | ({"params changed"} if rec.changed_params else set())
+        tag = "all match dvc.lock" if rec.up_to_date else ", ".join(sorted(states - {"match"}) + rec.other)
+        table = Table(["", "path", "md5 in dvc.lock", "state"],
+                      [[f.kind, f.path, short_md5(f.md5), f.state] for f in rec.files]
+                      + [["params", k, "–", w] for k, w in sorted(rec.changed_params.items())])
+        blocks.append(Details(f"record of stage {name}: {len(rec.files)} files ({tag})", [table]))
     versions = sorted(set(run.packages) | set((m or {}).get("packages", {})), key=str.lower)
     built_with = (m or {}).get("packages", {})
     blocks.append(Table(["package", "this environment", "the submission's manifest"],
@@ -378,7 +452,8 @@ def headline(run: Run) -> list[tuple[str, str]]:
     return items
 
 
-def build_document(run: Run, curve_pngs: Sequence[bytes] = (), runtime_png: bytes | None = None) -> list[Section]:
+def build_document(run: Run, curve_pngs: Sequence[bytes] = (), runtime_png: bytes | None = None,
+                   drawn: Mapping[str, bytes] | None = None) -> list[Section]:
     """Every section of the report, in reading order.
 
     The figures the report draws itself are passed in (echocem.report.figures),
@@ -391,6 +466,8 @@ def build_document(run: Run, curve_pngs: Sequence[bytes] = (), runtime_png: byte
         overlays_section(run),
         confusion_section(run),
         generative_section(run),
+        generated_patches_section(run),
+        transport_section(run, (drawn or {}).get("transport")),
         runtime_section(run, runtime_png),
         provenance_section(run),
     ]

@@ -12,10 +12,15 @@ from echocem.report.load import CurveTable
 _PNG_META = {"Software": None}
 
 
-def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
-    """Render a matplotlib Figure to PNG bytes; the same figure always gives the same bytes."""
+def png_bytes(fig: Figure, dpi: int = 100, close: bool = False) -> bytes:
+    """Render a matplotlib Figure to PNG bytes; the same figure always gives the same bytes.
+    `close`: the figure came from pyplot (a library's plotting function): release it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata=_PNG_META)
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return buf.getvalue()
 
 

@@ -45,7 +45,7 @@ def _attr(name: str, value: str | None) -> str:
 def _cell_class(header: str, value: str) -> str | None:
     """Numbers right-aligned, hashes in monospace, a hash state coloured by its value."""
     if header == "state":
-        return f"state-{value}"
+        return f"state-{value.replace(' ', '-')}"
     if _NUMBER.match(value):
         return "num"
     if _HASH.match(value):

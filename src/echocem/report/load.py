@@ -6,9 +6,9 @@ ladder without its rungs, an unreadable curve table) raises EchoCemError naming
 the file and the key.
 
 Besides the stage's declared deps, the report reads the tools' own state, which
-no stage produces: dvc.yaml (the stages), dvc.lock (recorded hashes; written by
-`dvc commit` after a Snakemake run, so it may be older than this run), the
-Snakemake benchmark files, git, and every stage's files to hash them.
+no stage produces: the pipeline and its record as DVC sees them (every stage
+upstream of the report was recorded when it finished, echocem.stage_job), the
+Snakemake benchmark files and git.
 """
 from __future__ import annotations
 
@@ -25,21 +25,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
+from echocem.checkout import inside_run
 from echocem.dag import Stage
 from echocem.io import EchoCemError, load_json
 from echocem.provenance import code_version, load_manifest, package_versions
-from echocem.report.lineage import HashRow, LockStage, dvc_md5, load_lock, read_dvcignore
+from echocem.records import StageRecord, read_records
 
 # The challenge's ladder (echocem.seg.ladder) and the generative tasks, in reading order.
 LADDER_KEYS = ("iou", "iou_class1", "iou_class2", "n_patches")
 GENERATIVE_ORDER = ("gradient", "gaussian", "banana", "digits", "color")
-MODEL_METRICS = ("rf", "unet", "unet_oof", "postproc")
+MODEL_STAGES = ("rf_baseline", "unet", "unet_oof", "postproc_unet")
 # versions shown besides those of the submission manifest (echocem.provenance.PACKAGES)
 EXTRA_PACKAGES = ("pandas", "scikit-image", "matplotlib", "POT", "geomloss", "dvc", "snakemake")
 _X_COLUMNS = ("epoch", "step", "iteration", "x")
-_INTERP = re.compile(r"\$\{\s*([A-Za-z0-9_.]+)\s*\}")
 
 
 @dataclass
@@ -65,13 +63,17 @@ class Run:
     curve_images: dict[str, bytes] = field(default_factory=dict)  # PNGs the training stage drew
     generative: dict[str, dict] = field(default_factory=dict)
     generative_figures: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    transport: list[dict] = field(default_factory=list)  # the W2 benchmark's metrics, one per D
+    gen_patches: dict | None = None  # the patch generator's judgement (stage gen_patches)
+    gen_patches_figures: dict[str, bytes] = field(default_factory=dict)
+    study: dict | None = None  # the augmentation study (stage augmentation_study)
+    study_figure: bytes | None = None
     manifest: dict | None = None
     benchmarks: dict[str, dict[str, Any]] = field(default_factory=dict)
     stage_order: list[str] = field(default_factory=list)
     stage_params: dict[str, list[str]] = field(default_factory=dict)  # stage -> params keys it reads
     params: dict[str, Any] = field(default_factory=dict)  # the values of those keys
-    lock_found: bool = False
-    hashes: list[HashRow] = field(default_factory=list)
+    records: dict[str, StageRecord] = field(default_factory=dict)  # dvc.lock's record and DVC's status
     code: dict[str, Any] = field(default_factory=dict)
     packages: dict[str, str | None] = field(default_factory=dict)
     hardware: dict[str, str] = field(default_factory=dict)
@@ -137,9 +139,9 @@ def curve_from_records(name: str, records: list[dict], source: str) -> CurveTabl
                       {c: _floats(as_text(c), f"{source}: column {c}") for c in ys})
 
 
-def read_curves(path: Path) -> list[CurveTable]:
+def read_curves(path: Path, name: str | None = None) -> list[CurveTable]:
     """Curve tables of one DVC plots file: TSV/CSV with a header, or JSON rows."""
-    name = path.stem
+    name = name or path.stem
     if path.suffix in (".tsv", ".csv"):
         text = path.read_text()
         rows = list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix == ".tsv" else ","))
@@ -215,100 +217,99 @@ def all_package_versions() -> dict[str, str | None]:
     return versions
 
 
-# ---------------------------------------------------------------- params and hashes
-
-def stage_param_keys(dvc_yaml: Path, stages: Mapping[str, Stage]) -> dict[str, list[str]]:
-    """stage -> params keys it reads: the declared ones plus those its cmd/deps interpolate."""
-    raw = yaml.safe_load(dvc_yaml.read_text()) if dvc_yaml.is_file() else {}
-    specs = (raw or {}).get("stages", {}) or {}
-    keys = {}
-    for name, stage in stages.items():
-        text = yaml.safe_dump({k: v for k, v in (specs.get(name) or {}).items() if k != "params"})
-        interpolated = [k for k in dict.fromkeys(_INTERP.findall(text)) if k not in stage.params]
-        keys[name] = [*stage.params, *interpolated]
-    return keys
-
-
-def hash_rows(root: Path, stages: Mapping[str, Stage], lock: Mapping[str, LockStage] | None,
-              skip_stage: str | None = None) -> list[HashRow]:
-    """Every declared dep and out of every stage: md5 now (as DVC computes it) and in dvc.lock.
-
-    `skip_stage`'s outputs (the report being written) are left out.
-    """
-    ignore = read_dvcignore(root)
-    cache: dict[str, str | None] = {}
-    rows = []
-    for stage in stages.values():
-        recorded = lock.get(stage.name) if lock else None
-        entries = [("dep", p) for p in stage.deps]
-        if stage.name != skip_stage:
-            entries += [("out", p) for p in stage.outs]
-        for kind, path in entries:
-            if path not in cache:
-                cache[path] = dvc_md5(path, root, ignore)
-            files = (recorded.deps if kind == "dep" else recorded.outs) if recorded else {}
-            rows.append(HashRow(stage.name, kind, path, cache[path], files.get(path), in_lock=path in files))
-    return rows
-
-
 # ---------------------------------------------------------------- the run
+
+def _metric_path(stages: Mapping[str, Stage], name: str) -> str | None:
+    stage = stages.get(name)
+    return stage.metrics[0] if stage is not None and stage.metrics else None
+
+
+def _out_path(stages: Mapping[str, Stage], name: str, prefix: str, suffix: str = "") -> str | None:
+    """The output of stage `name` under `prefix` (a folder when suffix is ""), as dvc.yaml declares it."""
+    stage = stages.get(name)
+    for out in stage.outs if stage is not None else ():
+        if out.startswith(prefix) and (out.endswith(suffix) if suffix else Path(out).suffix == ""):
+            return out
+    return None
+
 
 def load_run(
     root: str | os.PathLike,
     stages: Mapping[str, Stage],
     params: Mapping[str, Any],
     shown_params: list[str],
-    reports: str = "reports",
-    manifest: str = "submission/manifest.json",
     benchmarks: str = "logs/benchmarks",
-    lock: str = "dvc.lock",
     self_stage: str | None = "report",
 ) -> Run:
     """Read a finished (or partial) run below `root`.
 
-    `stages` is the pipeline (echocem.dag.load_pipeline); `shown_params` are
-    the params keys the report shows (the keys its stage declares);
-    `reports` the folder holding metrics/, figures/ and plots/.
+    `stages` is the pipeline as DVC resolves it (echocem.dag.load_pipeline): every
+    path read here is an output it declares, found by stage, so the report and the
+    stages never disagree on where a result lies. `shown_params` are the params keys
+    the report shows (the keys its stage declares).
     """
     from echocem.params import select
 
     root = Path(root)
-    rep = root / reports
     run = Run()
-    run.data_card = _json_or_none(rep / "metrics" / "data_card.json", run)
-    preview = rep / "figures" / "preview.png"
-    run.preview = preview.read_bytes() if preview.is_file() else None
+
+    def json_of(rel: str | None, what: str) -> Any:
+        if rel is None:
+            run.missing.append(f"{what} (no such stage output in dvc.yaml)")
+            return None
+        return _json_or_none(root / rel, run)
+
+    run.data_card = json_of(_metric_path(stages, "ingest"), "data card of stage ingest")
+    preview = _out_path(stages, "preprocess", "reports/", ".png")
+    run.preview = (root / preview).read_bytes() if preview and (root / preview).is_file() else None
     if run.preview is None:
-        run.missing.append(f"{(Path(reports) / 'figures' / 'preview.png').as_posix()} (not produced yet)")
-    ladder_path = rep / "metrics" / "ladder.json"
-    ladder = _json_or_none(ladder_path, run)
+        run.missing.append(f"{preview or 'the preview figure of stage preprocess'} (not produced yet)")
+    ladder_path = _metric_path(stages, "evaluate")
+    ladder = json_of(ladder_path, "ladder of stage evaluate")
     run.ladder = None if ladder is None else check_ladder(ladder, str(ladder_path))
-    run.ladder_figures = _pngs(rep / "figures" / "ladder", run)
-    for name in MODEL_METRICS:
-        value = _json_or_none(rep / "metrics" / f"{name}.json", run)
+    figures = _out_path(stages, "evaluate", "reports/figures/")
+    run.ladder_figures = _pngs(root / figures, run) if figures else {}
+    for name in MODEL_STAGES:
+        value = json_of(_metric_path(stages, name), f"metrics of stage {name}")
         if value is not None:
             run.model_metrics[name] = value
-    plots = rep / "plots" / "unet"
-    if plots.is_dir():
-        for f in sorted(plots.iterdir()):
-            if f.suffix in (".tsv", ".csv", ".json"):
-                run.curves.extend(read_curves(f))
-            elif f.suffix == ".png":
-                run.curve_images[f.name] = f.read_bytes()
-    else:
-        run.missing.append(f"{plots.as_posix()}/ (not produced yet)")
-    gen_dir = rep / "metrics" / "generative"
-    found = sorted(p.stem for p in gen_dir.glob("*.json")) if gen_dir.is_dir() else []
-    tasks = [t for t in GENERATIVE_ORDER if t in found] + [t for t in found if t not in GENERATIVE_ORDER]
-    for task in [t for t in GENERATIVE_ORDER if t not in found]:
-        run.missing.append(f"{(gen_dir / (task + '.json')).as_posix()} (not produced yet)")
-    for task in tasks:
-        run.generative[task] = load_json(gen_dir / f"{task}.json")
-        run.generative_figures[task] = _pngs(rep / "figures" / "generative" / task, run)
-    man_path = root / manifest
-    run.manifest = load_manifest(man_path) if man_path.is_file() else None
+    for stage in stages.values():
+        for out in stage.outs:
+            if not out.startswith("reports/plots/") or Path(out).suffix:
+                continue
+            plots = root / out
+            if not plots.is_dir():
+                run.missing.append(f"{out}/ (not produced yet)")
+                continue
+            # dvclive's layout: plots/metrics/<group>/<name>.tsv, x column `step` (= epoch)
+            for f in sorted((plots / "plots" / "metrics").rglob("*.tsv")):
+                name = f"{stage.name} {f.relative_to(plots / 'plots' / 'metrics').with_suffix('').as_posix()}"
+                run.curves.extend(read_curves(f, name))
+            for f in sorted(plots.glob("*.png")):
+                run.curve_images[f"{Path(out).name}/{f.name}"] = f.read_bytes()
+    tasks = [s.name.split("@", 1)[1] for s in stages.values() if s.base == "gen"]
+    for task in sorted(tasks, key=lambda t: (GENERATIVE_ORDER.index(t) if t in GENERATIVE_ORDER else 99, t)):
+        metrics = json_of(_metric_path(stages, f"gen@{task}"), f"metrics of stage gen@{task}")
+        if metrics is not None:
+            run.generative[task] = metrics
+            figs = _out_path(stages, f"gen@{task}", "reports/figures/")
+            run.generative_figures[task] = _pngs(root / figs, run) if figs else {}
+    for stage in sorted((s for s in stages.values() if s.base == "transport"), key=lambda s: s.name):
+        metrics = json_of(_metric_path(stages, stage.name), f"metrics of stage {stage.name}")
+        if metrics is not None:
+            run.transport.append(metrics)
+    run.transport.sort(key=lambda m: m.get("dim", 0))
+    run.gen_patches = json_of(_metric_path(stages, "gen_patches"), "metrics of stage gen_patches")
+    figs = _out_path(stages, "gen_patches", "reports/figures/")
+    run.gen_patches_figures = _pngs(root / figs, run) if figs else {}
+    run.study = json_of(_metric_path(stages, "augmentation_study"), "metrics of stage augmentation_study")
+    study_png = _out_path(stages, "augmentation_study", "reports/figures/", ".png")
+    if study_png and (root / study_png).is_file():
+        run.study_figure = (root / study_png).read_bytes()
+    manifest = _out_path(stages, "submission", "submission/", "manifest.json")
+    run.manifest = load_manifest(root / manifest) if manifest and (root / manifest).is_file() else None
     if run.manifest is None:
-        run.missing.append(f"{manifest} (not produced yet)")
+        run.missing.append(f"{manifest or 'the manifest of stage submission'} (not produced yet)")
     bench = root / benchmarks
     for name in stages:
         f = bench / f"{name}.tsv"
@@ -320,12 +321,16 @@ def load_run(
             # not a dep of the report (Snakemake writes them, DVC does not): a bad one must not stop it
             run.missing.append(f"{exc} (run time not shown)")
     run.stage_order = list(stages)
-    keys = stage_param_keys(root / "dvc.yaml", stages)
-    run.stage_params = {s: k for s, k in keys.items() if s != self_stage}
+    run.stage_params = {s.name: list(s.params) for s in stages.values() if s.name != self_stage}
     run.params = select(dict(params), shown_params)
-    recorded = load_lock(root / lock)
-    run.lock_found = recorded is not None
-    run.hashes = hash_rows(root, stages, recorded, skip_stage=self_stage)
+    # DVC's record and status; a stage of a run (the report under Snakemake or dvc repro)
+    # works under the run's hold on the checkout
+    try:
+        records = read_records(root, held=inside_run(root))
+    except EchoCemError as exc:  # not a DVC repository, or no readable record: the page says so
+        records = {}
+        run.missing.append(f"the pipeline's record ({exc})")
+    run.records = {name: rec for name, rec in records.items() if name != self_stage}
     run.code = code_version(root)
     run.packages = all_package_versions()
     run.hardware = hardware()

@@ -43,7 +43,6 @@ FEATURE_NAMES = (
     "envelope_over_right_max",
     "column_from_right_peak",
 )
-N_FEATURES = len(FEATURE_NAMES)
 _CASING_SEARCH = 120  # the casing echo lies in the first columns (about 15-40 on the real data)
 _RIGHT_MARGIN = 12    # columns right of the casing centre before the TIE search starts
 

@@ -1,10 +1,12 @@
-"""The evaluation ladder: every model side by side on the validation wells, and its figures.
+"""The evaluation ladder: every part of the segmentation added one at a time, on the validation wells.
 
-Rungs, in order: all_background (the floor: predicts class 0 everywhere),
-rf, unet, unet_rules, unet_postproc, unet_postproc_rules. Each rung holds the
-challenge IoU with per-class and per-well breakdowns (echocem.seg.metric);
-`gains` are differences of the overall IoU against the plain U-Net, so each
-part (rules, post-processing U-Net, both) is credited separately.
+Rungs, in order: all_background (the floor: class 0 everywhere), rf, then the
+U-Net patch by patch and one part added per rung: section context (whole
+sections, overlapping windows), depth-flip TTA, the out-of-fold U-Nets averaged
+in, the pseudo-label students averaged in, the post-processing U-Net, the rules.
+Each rung holds the challenge IoU with per-class and per-well breakdowns
+(echocem.seg.metric); its 95 % interval and every gain (a rung against the one
+below, paired on the same patches) come from echocem.seg.intervals.
 """
 from __future__ import annotations
 
@@ -15,16 +17,21 @@ import numpy as np
 from echocem.io import EchoCemError
 from echocem.seg.metric import challenge_iou, patch_scores
 
-RUNG_ORDER = ("all_background", "rf", "unet", "unet_rules", "unet_postproc", "unet_postproc_rules")
+RUNG_ORDER = ("all_background", "rf", "unet", "sections", "tta", "ensemble", "pseudo", "postproc", "rules")
 RUNG_LABELS = {
     "all_background": "all background",
     "rf": "Random Forest",
-    "unet": "U-Net",
-    "unet_rules": "U-Net + rules",
-    "unet_postproc": "U-Net + post-proc U-Net",
-    "unet_postproc_rules": "U-Net + post-proc + rules",
+    "unet": "U-Net, patch by patch",
+    "sections": "+ section context",
+    "tta": "+ depth-flip TTA",
+    "ensemble": "+ out-of-fold U-Nets",
+    "pseudo": "+ pseudo-label students",
+    "postproc": "+ post-processing U-Net",
+    "rules": "+ rules",
 }
-GAINS = {"rules": "unet_rules", "postproc_unet": "unet_postproc", "postproc_unet_plus_rules": "unet_postproc_rules"}
+# The part each rung adds (the gain of a rung over the one below is that part's)
+PARTS = {"sections": "section context", "tta": "depth-flip TTA", "ensemble": "ensemble of the out-of-fold U-Nets",
+         "pseudo": "pseudo-label students", "postproc": "post-processing U-Net", "rules": "rules"}
 CLASS_NAMES = ("background", "TIE", "casing")
 
 
@@ -47,17 +54,14 @@ def build_ladder(
     rung_preds: Mapping[str, np.ndarray],
     val_wells: Sequence[int],
 ) -> dict:
-    """The ladder.json structure: val_wells, order, rungs (challenge_iou with per_well), gains."""
+    """The ladder.json structure: val_wells, order, rungs (challenge_iou with per_well), gains
+    (each rung's overall IoU minus the one below it)."""
     unknown = set(rung_preds) - set(RUNG_ORDER)
     if unknown:
         raise EchoCemError(f"ladder: unknown rungs {sorted(unknown)}")
     order = [r for r in RUNG_ORDER if r in rung_preds]
     rungs = {r: challenge_iou(truth, rung_preds[r], widths, wells) for r in order}
-    gains = {
-        name: rungs[rung]["iou"] - rungs["unet"]["iou"]
-        for name, rung in GAINS.items()
-        if rung in rungs and "unet" in rungs
-    }
+    gains = {r: rungs[r]["iou"] - rungs[prev]["iou"] for prev, r in zip(order, order[1:]) if r in PARTS}
     return {"val_wells": [int(w) for w in val_wells], "order": order, "rungs": rungs, "gains": gains}
 
 

@@ -1,0 +1,108 @@
+"""Conditional flow matching (rectified flow) and its deterministic ODE sampler.
+
+Path: x_t = (1 - t) x0 + t x1 with x0 ~ N(0, I) (zero on padding columns) and
+x1 a data patch; the network regresses the constant velocity x1 - x0 along
+that straight line (squared error over the valid pixels). Sampling integrates
+dx/dt = v(x, mask, t) from t = 0 to 1 with Heun's method (or Euler), from
+seeded noise: the same noise and mask always give the same patch.
+
+What the network outputs (`prediction`): "velocity" directly, or "data", a
+clean patch x1_hat from which v = (x1_hat - x_t) / (1 - t) (with 1 - t kept
+above MIN_REMAINING_TIME); the loss is the squared velocity error either way.
+Predicting the clean patch suits a small network: its target is the
+structured image rather than image-minus-noise, and the last sampling step
+lands exactly on a denoised patch instead of leaving residual noise.
+
+Classifier-free guidance: v = v(x, none, t) + w (v(x, mask, t) - v(x, none, t));
+w = 1 is the plain conditional model, w > 1 follows the mask more closely.
+The conditional and unconditional calls share one batched forward pass.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from echocem.io import EchoCemError
+from echocem.patchgen.denoiser import condition
+
+TIME_SAMPLING = ("uniform", "logit_normal")
+SAMPLERS = ("euler", "heun")
+PREDICTIONS = ("velocity", "data")
+MIN_REMAINING_TIME = 0.05
+
+
+def velocity_of(net: nn.Module, x_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor,
+                prediction: str) -> torch.Tensor:
+    """The network's velocity at (x_t, t), whatever it predicts."""
+    out = net(x_t, cond, t)
+    if prediction == "velocity":
+        return out
+    if prediction == "data":
+        remaining = (1 - t).clamp_min(MIN_REMAINING_TIME).view(-1, 1, 1, 1)
+        return (out - x_t) / remaining
+    raise EchoCemError(f"prediction: {prediction!r} is not one of {list(PREDICTIONS)}")
+
+
+def sample_time(n: int, how: str, gen: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """Training times in (0, 1): uniform, or logit-normal (more weight on the middle of
+    the path, where the velocity is hardest to predict)."""
+    if how == "uniform":
+        return torch.rand(n, generator=gen, device=device)
+    if how == "logit_normal":
+        return torch.sigmoid(torch.randn(n, generator=gen, device=device))
+    raise EchoCemError(f"time_sampling: {how!r} is not one of {list(TIME_SAMPLING)}")
+
+
+def flow_matching_loss(net: nn.Module, x1: torch.Tensor, cond: torch.Tensor, valid: torch.Tensor,
+                       time_sampling: str, prediction: str, gen: torch.Generator) -> torch.Tensor:
+    """Mean squared velocity error over the valid pixels of a batch."""
+    b = x1.shape[0]
+    x0 = torch.randn(x1.shape, generator=gen, device=x1.device) * valid
+    t = sample_time(b, time_sampling, gen, x1.device)
+    tt = t.view(b, 1, 1, 1)
+    x_t = (1 - tt) * x0 + tt * x1
+    pred = velocity_of(net, x_t, cond, t, prediction)
+    err = (pred - (x1 - x0)).square() * valid
+    return err.sum() / valid.sum().clamp_min(1.0)
+
+
+def guided_velocity(net: nn.Module, x: torch.Tensor, cond: torch.Tensor, t: float, guidance: float,
+                    prediction: str) -> torch.Tensor:
+    """Velocity with classifier-free guidance `guidance` (1: conditional model only)."""
+    b = x.shape[0]
+    if guidance == 1.0:
+        return velocity_of(net, x, cond, torch.full((b,), t, device=x.device), prediction)
+    uncond = condition(torch.zeros(cond.shape[0], *cond.shape[-2:], dtype=torch.long, device=x.device),
+                       torch.zeros(b, dtype=torch.bool, device=x.device))
+    both = velocity_of(net, torch.cat([x, x]), torch.cat([cond, uncond]), torch.full((2 * b,), t, device=x.device),
+                       prediction)
+    v_cond, v_uncond = both[:b], both[b:]
+    return v_uncond + guidance * (v_cond - v_uncond)
+
+
+def sample(net: nn.Module, cond: torch.Tensor, valid: torch.Tensor, steps: int, guidance: float,
+           gen: torch.Generator, method: str = "heun", prediction: str = "velocity") -> torch.Tensor:
+    """Integrate the flow from seeded noise; (B, 1, H, W) patches in generator units, 0 on padding.
+
+    `cond` (B, 4, H, W) from `condition`; `valid` (B, 1, H, W) from `valid_columns`.
+    Heun costs two network calls per step (one on the last step), Euler one.
+    """
+    if method not in SAMPLERS:
+        raise EchoCemError(f"sampler: {method!r} is not one of {list(SAMPLERS)}")
+    if steps < 1:
+        raise EchoCemError(f"sampling steps must be >= 1, got {steps}")
+    net.eval()
+    x = torch.randn(valid.shape, generator=gen, device=valid.device) * valid
+    grid = torch.linspace(0.0, 1.0, steps + 1).tolist()
+    with torch.inference_mode():
+        for i in range(steps):
+            t, t_next = grid[i], grid[i + 1]
+            dt = t_next - t
+            v = guided_velocity(net, x, cond, t, guidance, prediction) * valid
+            x_euler = x + dt * v
+            if method == "euler" or i == steps - 1:
+                x = x_euler
+            else:
+                v_next = guided_velocity(net, x_euler, cond, t_next, guidance, prediction) * valid
+                x = x + dt * 0.5 * (v + v_next)
+    return x * valid

@@ -1,0 +1,111 @@
+"""Stage augmentation_study: first U-Nets trained on k labelled wells with and without
+generated pairs, scored on the held-out (validation) wells.
+
+For each k of the params size: a generator of those k wells plus unlabelled
+images draws a pool of pairs (k = all reuses the gen_patches stage's pairs,
+whose generator saw every training well); each seed trains a U-Net on the
+real pairs and one on real + generated pairs, same initialisation and same
+number of steps (echocem.patchgen.study). Writes the metrics (per k: IoU mean,
+std and n over seeds for each arm, the paired gain with its bootstrap interval,
+the verdict; every run's per-patch scores), the table (Markdown) and the
+figure. Finished generators, pools and runs are kept under
+checkpoints/augmentation_study/<fingerprint>/ so an interrupted run resumes;
+the folder is removed once the outputs are written.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from echocem.io import EchoCemError, load_npz, save_figure, save_json, save_text
+from echocem.runtime import resolve_device, stage_main, start_stage
+
+STAGE = "augmentation_study"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--ingested", required=True, help="folder holding train.npz, test.npz, unlabeled.npz")
+    p.add_argument("--prepared", required=True, help="folder holding normalization.json and splits.json")
+    p.add_argument("--generated", default=None,
+                   help="generated pairs of the gen_patches stage (.npz), used for k = all; without it the "
+                        "study trains that generator too")
+    p.add_argument("--metrics", required=True, help="output: study results (.json)")
+    p.add_argument("--table", required=True, help="output: the study table (.md)")
+    p.add_argument("--figure", required=True, help="output: IoU and paired gain per k (.png)")
+    p.add_argument("--checkpoints", default="checkpoints", help="scratch folder for resumable runs")
+    return p.parse_args()
+
+
+@stage_main
+def main() -> None:
+    args = parse_args()
+    import torch  # noqa: F401  (imported before seeding so torch's generator is seeded too)
+
+    params = start_stage(args.params, STAGE)
+
+    from echocem.data.preprocess import load_labelled, load_normalization, load_splits, split_indices
+    from echocem.io import file_md5
+    from echocem.patchgen import unet_adapter
+    from echocem.patchgen.figures import study_figure
+    from echocem.patchgen.fit import fingerprint
+    from echocem.patchgen.study import run_study, summarise, table_markdown
+
+    seed = int(params["seed"])
+    device = resolve_device(params["execution"]["device"])
+    section = params[STAGE]
+    size = section["sizes"][section["size"]]
+    gen_section = params["gen_patches"]
+    gen_size = gen_section["sizes"][gen_section["size"]]
+    unet_profile = unet_adapter.active_unet_profile(params["unet"])
+
+    ingested, prepared = Path(args.ingested), Path(args.prepared)
+    data = load_labelled(ingested / "train.npz")
+    unlabelled = [{"images": u["images"], "widths": u["widths"]}
+                  for u in (load_npz(ingested / f"{name}.npz") for name in ("unlabeled", "test"))]
+    spec = load_normalization(prepared / "normalization.json")
+    splits = load_splits(prepared / "splits.json")
+    va = split_indices(data["well"], splits["val_wells"])
+    if len(va) == 0:
+        raise EchoCemError(f"{ingested / 'train.npz'}: no patch of the validation wells {splits['val_wells']}")
+    heldout = {k: data[k][va] for k in ("images", "masks", "widths")}
+    train = {k: data[k] for k in ("images", "masks", "widths", "ids", "well")}
+    all_pool = load_npz(args.generated) if args.generated else None
+
+    inputs = [ingested / "train.npz", ingested / "unlabeled.npz", ingested / "test.npz",
+              prepared / "normalization.json", prepared / "splits.json"] + ([Path(args.generated)] if args.generated
+                                                                            else [])
+    fp = fingerprint({"stage": STAGE, "seed": seed, "study": section, "gen": gen_size,
+                      "proposals": gen_section["proposals"], "unet": unet_profile, "device": device,
+                      "inputs": [file_md5(p) for p in inputs]}, [])
+    work = Path(args.checkpoints) / STAGE / fp
+    records, gen_info = run_study(train, splits["train_wells"], unlabelled, heldout, spec, size,
+                                  bool(section["other_wells_unlabelled"]), gen_size, gen_section["proposals"],
+                                  unet_profile, seed, device, work, all_pool)
+    table, intervals = summarise(records, float(section["level"]), int(section["n_boot"]), seed)
+
+    metrics = {
+        "size": section["size"], "device": device, "seed": seed, "level": float(section["level"]),
+        "settings": dict(size), "other_wells_unlabelled": bool(section["other_wells_unlabelled"]),
+        "val_wells": [int(w) for w in splits["val_wells"]], "train_wells": [int(w) for w in splits["train_wells"]],
+        "table": table.to_dict("records"),
+        "paired_gain": intervals,
+        "generators": gen_info,
+        "runs": records,
+        "interval_method": "echocem.stats.paired_difference over (seed, held-out patch) items, patches "
+                           "resampled within each seed",
+    }
+    save_json(args.metrics, metrics)
+    save_text(args.table, table_markdown(table))
+    save_figure(args.figure, study_figure(table))
+    shutil.rmtree(work, ignore_errors=True)
+    print(table_markdown(table))
+    for r in table.to_dict("records"):
+        print(f"augmentation_study: k={r['k']}: gain {r['gain']:+.4f} [{r['gain_low']:+.4f}, {r['gain_high']:+.4f}] "
+              f"-> {r['verdict']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The study's plan and statistics on synthetic run records with a known answer, and the mixing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from echocem.io import EchoCemError
+from echocem.patchgen.mixing import matched_epochs, mix_pairs, n_generated
+from echocem.patchgen.study import plan_runs, plan_subsets, summarise, table_markdown, verdict
+
+
+def records_with_gain(k: str, gain: float, n_seeds: int = 3, n_patches: int = 40, noise: float = 0.01,
+                      seed: int = 0) -> list[dict]:
+    """Per-patch scores of both arms: `with` = `without` + gain + small paired noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in range(n_seeds):
+        base = rng.uniform(0.3, 0.8, n_patches)  # patches differ a lot; the pairing removes that
+        for arm, shift in (("without", 0.0), ("with", gain)):
+            scores = base + shift + rng.normal(0, noise, n_patches)
+            out.append({"k": k, "wells": [1], "seed_index": s, "arm": arm, "steps": 64, "n_real": 20,
+                        "n_generated": 20 if arm == "with" else 0, "scores": scores.tolist()})
+    return out
+
+
+def test_known_gain_no_difference_and_loss():
+    records = (records_with_gain("1", 0.05, seed=1) + records_with_gain("2", 0.0, seed=2)
+               + records_with_gain("all", -0.04, seed=3))
+    table, intervals = summarise(records, level=0.95, n_boot=2000, seed=0)
+    rows = {r["k"]: r for r in table.to_dict("records")}
+    assert list(rows) == ["1", "2", "all"]
+    one = rows["1"]
+    assert one["gain"] == pytest.approx(0.05, abs=0.005)
+    assert 0 < one["gain_low"] < 0.05 < one["gain_high"]
+    assert one["verdict"] == "gain" and one["seeds_with_gain"] == 3
+    assert rows["2"]["gain_low"] < 0 < rows["2"]["gain_high"] and rows["2"]["verdict"] == "no difference"
+    assert rows["all"]["verdict"] == "loss" and rows["all"]["gain_high"] < 0
+    # spreads and counts are those of the per-seed means
+    without = [np.mean(r["scores"]) for r in records if r["k"] == "1" and r["arm"] == "without"]
+    assert one["without_mean"] == pytest.approx(np.mean(without))
+    assert one["without_std"] == pytest.approx(np.std(without, ddof=1))
+    assert one["n_seeds"] == 3 and one["n_heldout"] == 40 and one["n_generated"] == 20
+    assert intervals["1"]["n"] == 120 and intervals["1"]["n_groups"] == 3 and intervals["1"]["level"] == 0.95
+    assert len(intervals["1"]["per_seed_gain"]) == 3
+    assert "| 1 | 1 | 20 / 20 |" in table_markdown(table)
+
+
+def test_interval_widens_with_noise():
+    quiet, _ = summarise(records_with_gain("1", 0.02, noise=0.005, seed=4), n_boot=1000)
+    noisy, _ = summarise(records_with_gain("1", 0.02, noise=0.2, seed=4), n_boot=1000)
+    width = lambda t: float(t["gain_high"][0] - t["gain_low"][0])  # noqa: E731
+    assert width(noisy) > 5 * width(quiet)
+    assert noisy["verdict"][0] == "no difference" and quiet["verdict"][0] == "gain"
+
+
+def test_unpaired_seed_is_an_error():
+    records = records_with_gain("1", 0.05)[:-1]  # seed 2 lost its "with" run
+    with pytest.raises(EchoCemError, match="lack one of the two arms"):
+        summarise(records)
+
+
+def test_verdict():
+    assert verdict(0.001, 0.1) == "gain" and verdict(-0.1, -0.01) == "loss" and verdict(-0.01, 0.02) == "no difference"
+
+
+def test_plan():
+    subsets = plan_subsets([1, 2, 3, 4, 6], [1, 2, "all"], seed=2025)
+    assert subsets["all"] == (1, 2, 3, 4, 6)
+    assert len(subsets["1"]) == 1 and len(subsets["2"]) == 2
+    assert set(subsets["2"]) <= {1, 2, 3, 4, 6}
+    assert subsets == plan_subsets([1, 2, 3, 4, 6], [1, 2, "all"], seed=2025)
+    runs = plan_runs(subsets, 3)
+    assert len(runs) == 3 * 3 * 2
+    assert {(r["k"], r["seed_index"]) for r in runs if r["arm"] == "with"} == \
+        {(r["k"], r["seed_index"]) for r in runs if r["arm"] == "without"}
+    with pytest.raises(EchoCemError, match="k=9"):
+        plan_subsets([1, 2], [9], seed=0)
+    with pytest.raises(EchoCemError, match="twice"):
+        plan_subsets([1, 2], [1, 1], seed=0)
+
+
+def test_mix_pairs(wells):
+    real = {k: wells[k][:10] for k in ("images", "masks", "widths")}
+    pool = {k: wells[k][10:14] for k in ("images", "masks", "widths")}
+    mixed = mix_pairs(real, pool, 0.5, np.random.default_rng(0))
+    assert len(mixed["images"]) == 15 and mixed["is_generated"].sum() == 5 == n_generated(10, 0.5)
+    assert np.array_equal(mixed["images"][:10], real["images"])
+    # a pool of 4 for 5 draws: every pool pair is used before any is used twice
+    picked = {bytes(m.tobytes()) for m in mixed["masks"][10:]}
+    assert len(picked) == 4
+    none = mix_pairs(real, pool, 0.0, np.random.default_rng(0))
+    assert len(none["images"]) == 10 and not none["is_generated"].any()
+    with pytest.raises(EchoCemError, match="lack arrays"):
+        mix_pairs(real, {"images": pool["images"]}, 1.0, np.random.default_rng(0))
+
+
+def test_matched_epochs():
+    # 16 epochs over 98 real pairs (12 steps each) = 192 steps; over 196 pairs an epoch is 24 steps
+    assert matched_epochs(16, 98, 196, 8) == 8
+    assert matched_epochs(16, 98, 98, 8) == 16
+
+
+def test_train_unet_runs_exactly_the_steps(wells, norm_spec, repo_params, monkeypatch):
+    from echocem.params import deep_merge
+    from echocem.patchgen import unet_adapter
+    from echocem.seg.loop import StepRunner
+
+    profile = deep_merge(repo_params["unet"]["profiles"]["small"], {
+        "model": {"encoder_depth": 3, "decoder_channels": [16, 8, 8]}, "train": {"batch_size": 4}})
+    counted = []
+    original = StepRunner.step
+    monkeypatch.setattr(StepRunner, "step", lambda self, x, y: counted.append(len(x)) or original(self, x, y))
+    x = unet_adapter.normalised_images(wells["images"][:10], wells["widths"][:10], norm_spec, "cpu")
+    # 10 patches, batch 4: epochs of 2 steps; 5 steps = 2 epochs and 1 step over a random subset
+    model, steps = unet_adapter.train_unet(x, wells["masks"][:10], wells["widths"][:10], profile, 5, 0, "cpu")
+    assert steps == 5 and counted == [4] * 5
+    assert not model.training

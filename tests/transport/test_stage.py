@@ -1,0 +1,93 @@
+"""stages/transport_benchmark.py runs as the pipeline runs it, on tiny settings, in a tmp dir;
+the report's table and figure come out of its metrics."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from echocem.transport.figures import uvp_vs_dim_figure
+from echocem.transport.maps import load_map
+from echocem.transport.table import benchmark_table, formatted_table, markdown_table
+from tests.pipeline import REPO, run, tiny_params, write_params
+
+
+def stage(root: Path, dim: int, check: bool = True):
+    return run([sys.executable, str(REPO / "stages" / "transport_benchmark.py"), "--params", "params.yaml",
+                "--dim", str(dim), "--metrics", f"reports/metrics/transport/w2_d{dim}.json",
+                "--models", f"models/transport/w2_d{dim}", "--figures", f"reports/figures/transport/w2_d{dim}"],
+               root, check=check)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("transport")
+    # the arrays stay in the checkout; everything the stage writes goes to the tmp dir
+    write_params(root, tiny_params({"transport_benchmark": {"data_dir": str(REPO / "third_party" / "w2bench")}}))
+    stage(root, 2)
+    return root
+
+
+def test_stage_writes_metrics_maps_and_figures(workspace: Path) -> None:
+    metrics = json.loads((workspace / "reports/metrics/transport/w2_d2.json").read_text())
+    assert metrics["dim"] == 2 and metrics["n_seeds"] == 2 and metrics["n_eval"] == 512
+    for method in ("linear", "entropic", "cmgn", "mmgn", "icnn"):
+        uvp = metrics["methods"][method]["uvp"]
+        assert uvp["n"] == 2 and len(uvp["per_seed"]) == 2 and uvp["std"] >= 0
+        assert 0 < uvp["mean"] < metrics["identity_uvp"]   # every solver beats the identity
+        assert -1 <= metrics["methods"][method]["cos"]["mean"] <= 1
+    assert metrics["paper"] == {"best_uvp": 0.1, "linear_uvp": 14.1, "linear_uvp_from_arrays": pytest.approx(13.9114)}
+    figures = sorted((workspace / "reports/figures/transport/w2_d2").glob("*.png"))
+    assert [f.name for f in figures] == ["transported.png", "uvp_by_method.png"]
+    assert all(f.stat().st_size > 5000 for f in figures)
+    files = sorted(p.name for p in (workspace / "models/transport/w2_d2").glob("*.pt"))
+    assert files == sorted(f"{m}_seed{s}.pt" for m in ("linear", "entropic", "cmgn", "mmgn", "icnn") for s in (0, 1))
+    # a saved map reproduces the score the stage reported for it
+    from echocem.transport.benchmark import Samplers, load_pair
+    from echocem.transport.experiment import replicate_seeds
+    from echocem.transport.metrics import l2_uvp
+    import torch
+
+    pair = load_pair(REPO / "third_party" / "w2bench", 2)
+    seeds = replicate_seeds(metrics["seed"], 2, 1)
+    x = Samplers(pair, torch.Generator().manual_seed(seeds["eval"]), torch.float64).sample_p(512)
+    truth = Samplers(pair, torch.Generator()).true_map(x).numpy()
+    mapped = load_map(workspace / "models/transport/w2_d2/cmgn_seed1.pt")(x.numpy())
+    assert l2_uvp(mapped, truth, pair.var_q) == pytest.approx(metrics["methods"]["cmgn"]["uvp"]["per_seed"][1], rel=1e-4)
+
+
+def test_stage_is_deterministic(workspace: Path) -> None:
+    path = workspace / "reports/metrics/transport/w2_d2.json"
+    first = path.read_bytes()
+    model = (workspace / "models/transport/w2_d2/mmgn_seed0.pt").read_bytes()
+    stage(workspace, 2)
+    assert path.read_bytes() == first
+    assert (workspace / "models/transport/w2_d2/mmgn_seed0.pt").read_bytes() == model
+
+
+def test_report_table_and_figure_from_metrics(workspace: Path) -> None:
+    m2 = json.loads((workspace / "reports/metrics/transport/w2_d2.json").read_text())
+    m8 = json.loads(json.dumps(m2))  # a second dimension for the figure: the same scores, relabelled
+    m8.update(dim=8, paper={"best_uvp": 0.7, "linear_uvp": 27.3, "linear_uvp_from_arrays": 26.7})
+    long = benchmark_table([m8, m2])
+    assert list(long["D"].unique()) == [2, 8] and len(long) == 10
+    row = long[(long.D == 2) & (long.method == "cmgn")].iloc[0]
+    assert row.uvp_mean == m2["methods"]["cmgn"]["uvp"]["mean"] and row.n_seeds == 2 and row.paper_best == 0.1
+    wide = formatted_table([m2, m8])
+    assert list(wide.columns) == ["D", "seeds", "linear (Bures)", "entropic (Sinkhorn)", "ICNN", "C-MGN",
+                                  "M-MGN", "paper best", "paper linear"]
+    assert "±" in wide.loc[0, "C-MGN"] and wide.loc[0, "paper best"] == "0.1"
+    assert markdown_table([m2]).count("\n") == 3
+    fig = uvp_vs_dim_figure([m2, m8])
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "log"
+    assert len(ax.get_legend().get_texts()) == 7  # five methods + the paper's best and linear
+    assert np.isfinite(ax.get_ylim()).all()
+
+
+def test_bad_dimension_fails_cleanly(workspace: Path) -> None:
+    proc = stage(workspace, 3, check=False)
+    assert proc.returncode == 2 and "--dim 3" in proc.stderr
