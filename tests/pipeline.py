@@ -97,6 +97,19 @@ def make_pipeline_copy(dest: Path, overrides: dict | None = None, tiny: bool = T
     return dest
 
 
+def copy_run(template: Path, dest: Path) -> Path:
+    """An independent copy of a finished pipeline copy (outputs, dvc.lock, DVC cache, git): a
+    test that changes it leaves the others' alone, without paying for another whole run.
+
+    Files are copied, not hard-linked, so the copy's cache is its own; DVC's state
+    database is per path, so DVC rehashes the copy once (seconds for tiny outputs).
+    """
+    shutil.copytree(template, dest, symlinks=True)
+    # the template's memo of DVC's answer is keyed on inodes: the copy asks DVC again
+    shutil.rmtree(dest / ".dvc" / "tmp" / "echocem", ignore_errors=True)
+    return dest
+
+
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return run([str(BIN / "snakemake"), *args], cwd, check=check)
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from echocem.dag import descendants_and_self, load_pipeline
-from tests.pipeline import dry_run_stages, dvc, dvc_stale_stages, git, make_pipeline_copy, run, snakemake
+from tests.pipeline import dry_run_stages, dvc, dvc_stale_stages, git, make_pipeline_copy, run
 from tests.slurm.snapshot import output_files, output_hashes
 
 pytestmark = pytest.mark.slow
@@ -32,12 +32,10 @@ def clone(origin: Path, dest: Path, store: Path | None = None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pushed_run(tmp_path_factory) -> tuple[Path, Path]:
+def pushed_run(tiny_copy, tmp_path_factory) -> tuple[Path, Path]:
     """A tiny run, its outputs pushed to a store in tmp, its record committed to git."""
-    base = tmp_path_factory.mktemp("remote")
-    origin = make_pipeline_copy(base / "origin")
-    snakemake(origin, "--cores", "2")
-    store = base / "store"
+    origin = tiny_copy
+    store = tmp_path_factory.mktemp("remote") / "store"
     dvc(origin, "remote", "modify", "--local", REMOTE, "url", str(store))
     dvc(origin, "push")
     # git carries dvc.lock and the small uncached results (metrics, plots, manifest)

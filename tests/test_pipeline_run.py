@@ -1,8 +1,8 @@
 """A whole pipeline run (tiny settings) and what both tools say afterwards.
 
-One run in a throw-away copy of the repository is shared by the tests of this
-module: afterwards Snakemake and DVC both have nothing to do, and an edit of one
-params key or one code file outdates exactly the stages that read it and their
+A copy of the session's tiny run is shared by the tests of this module:
+afterwards Snakemake and DVC both have nothing to do, and an edit of one params
+key or one code file outdates exactly the stages that read it and their
 descendants.
 """
 from __future__ import annotations
@@ -16,16 +16,14 @@ import pytest
 import yaml
 
 from echocem.dag import descendants_and_self, load_pipeline
-from tests.pipeline import dry_run_stages, dvc, dvc_stale_stages, make_pipeline_copy, snakemake
+from tests.pipeline import dry_run_stages, dvc, dvc_stale_stages, snakemake
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    root = make_pipeline_copy(tmp_path_factory.mktemp("run"))
-    snakemake(root, "--cores", "2")
-    return root
+def finished_run(tiny_copy) -> Path:
+    return tiny_copy
 
 
 def test_every_declared_output_exists_with_log_and_benchmark(finished_run):
@@ -52,7 +50,7 @@ def test_after_a_run_nothing_is_left_to_do(finished_run):
     [
         ("rf", {"rf_baseline", "evaluate", "report"}),
         ("submission", {"submission", "report"}),
-        ("generative.banana", {"gen_banana", "report"}),
+        ("generative.banana", {"gen@banana", "report"}),
     ],
 )
 def test_params_edit_outdates_exactly_the_readers_and_descendants(finished_run, key, expected):
@@ -95,7 +93,7 @@ def test_code_edit_outdates_exactly_the_stage_and_descendants(finished_run, code
     users = {s.name for s in stages.values() if code_file in s.deps}
     if expected is None:
         expected = descendants_and_self(stages, users)
-        assert "simulate" not in expected and "gen_banana" not in expected
+        assert "simulate" not in expected and "gen@banana" not in expected
     path = finished_run / code_file
     original, stat = path.read_text(), path.stat()
     path.write_text(original + "\n# an edit\n")
@@ -137,9 +135,9 @@ def test_dvc_experiment_with_a_changed_param(finished_run):
 
 def test_rerun_that_rebuilds_cached_bytes_leaves_nothing_to_do(finished_run):
     """A stage rerun that writes bytes DVC's cache already holds (a comment-only
-    code edit; the stages are deterministic): `dvc commit` links the output to the
-    older cache object, and the Snakefile must keep the output's new time, or
-    Snakemake would see it older than the edited code and want to run it again.
+    code edit; the stages are deterministic): DVC links the output to the cache
+    object, the stages downstream find their inputs unchanged and run nothing,
+    and both tools are left with nothing to do (file times play no part).
 
     After the experiment above: it needs that run's results in the cache."""
     code = finished_run / "stages" / "rf_baseline.py"

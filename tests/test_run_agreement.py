@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from echocem.dag import descendants_and_self, load_pipeline
-from tests.pipeline import BIN, dry_run_stages, dvc, dvc_stale_stages, make_pipeline_copy, snakemake, tool_env
+from tests.pipeline import BIN, dry_run_stages, dvc, dvc_stale_stages, snakemake, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +26,8 @@ SUBMISSION = "submission/submission.csv"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    copy = make_pipeline_copy(tmp_path_factory.mktemp("agreement"))
-    snakemake(copy, "--cores", "2")
-    return copy
+def root(tiny_copy) -> Path:
+    return tiny_copy
 
 
 def pipeline_stale(root: Path) -> set[str]:

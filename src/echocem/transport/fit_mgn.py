@@ -60,7 +60,7 @@ def fit_mgn(arch: str, dim: int, cfg: dict, sample_p: Callable, sample_q: Callab
     history = train_semidual(model, potential_gap(model, generator, line_points), sample_p, sample_q,
                              steps=int(cfg["steps"]), batch=int(cfg["batch"]), lr=float(cfg["lr"]),
                              newton_iter=int(cfg["newton_iter"]), newton_tol=float(cfg["newton_tol"]),
-                             pool=int(cfg.get("pool", 0)), generator=generator, desc=f"{arch} d={dim}",
+                             pool=int(cfg.get("pool", 0)), warmup=int(cfg.get("warmup", 0)), generator=generator, desc=f"{arch} d={dim}",
                              log_every=max(int(cfg["steps"]) // 4, 1), log=log)
     return model.eval(), config, history
 
