@@ -1,9 +1,10 @@
 """Run the W2 benchmark (Korotin et al. 2021, Mix3 -> Mix10) over several D and print the table.
 
 Usage (from the repository root, one thread):
-    python benchmarks/transport_benchmark.py --profile full                 # every D of `full` (GPU)
-    python benchmarks/transport_benchmark.py --profile small --dims 2 --steps 1000 --out /tmp/w2
---dims / --steps / --seeds override the profile (--steps: every network). Prints, per D, the
+    python benchmarks/transport_benchmark.py --profile full --dims 2 4 8 16 32 64 128    # the GPU setting
+    python benchmarks/transport_benchmark.py --profile small --dims 2 --steps 1000 --pool 65536 --out /tmp/w2
+--dims / --steps / --pool / --seeds override the profile (--steps, --pool: every network; a longer
+run wants a larger pool of Q samples, each then visited as often as in the default run). Prints, per D, the
 wall time, then the Markdown table (L2-UVP mean ± std over the seeds, cosine, the paper's
 best and linear figures); with --out, writes each D's metrics JSON and the L2-UVP-vs-D figure.
 """
@@ -32,6 +33,7 @@ def main() -> None:
     p.add_argument("--profile", choices=["small", "full"], default=None, help="default: params' profile")
     p.add_argument("--dims", type=int, nargs="+", default=None)
     p.add_argument("--steps", type=int, default=None, help="training steps of every network")
+    p.add_argument("--pool", type=int, default=None, help="Q samples of every network's conjugate pool")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="folder for the metrics JSONs and the figure")
@@ -41,9 +43,10 @@ def main() -> None:
     bench = params["transport_benchmark"]
     profile = args.profile or bench["profile"]
     cfg = copy.deepcopy(bench["profiles"][profile])
-    if args.steps is not None:
-        for name in NETWORKS:
-            cfg[name]["steps"] = args.steps
+    for key, value in (("steps", args.steps), ("pool", args.pool)):
+        if value is not None:
+            for name in NETWORKS:
+                cfg[name][key] = value
     if args.seeds is not None:
         cfg["seeds"] = args.seeds
     dims = args.dims or bench["dims"]
@@ -56,7 +59,7 @@ def main() -> None:
                                       int(bench["n_eval"]), log)
         metrics = {"profile": profile, "device": device, **metrics}
         results.append(metrics)
-        steps = ", ".join(f"{n} {cfg[n]['steps']}" for n in NETWORKS)
+        steps = ", ".join(f"{n} {cfg[n]['steps']} (pool {cfg[n]['pool']})" for n in NETWORKS)
         print(f"D={dim}: {time.perf_counter() - start:.0f} s wall, {time.process_time() - cpu:.0f} s CPU "
               f"({device}, {torch.get_num_threads()} thread(s), steps {steps}, {cfg['seeds']} seeds)", flush=True)
         if args.out:

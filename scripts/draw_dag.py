@@ -7,7 +7,6 @@ Layered layout: a stage sits one layer below its deepest upstream stage.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import matplotlib
 

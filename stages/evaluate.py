@@ -79,14 +79,15 @@ def main() -> None:
                               n_boot=int(cfg["n_boot"]), level=float(cfg["level"]), seed=int(params["seed"]))
     ladder["intervals"] = records(tables["rungs"])
     ladder["differences"] = records(tables["differences"])
+    ladder["labels"] = {**RUNG_LABELS, "unet_one_well_fewer": "U-Net, one training well fewer (out-of-fold, mean)",
+                        "student_alone": "pseudo-label student alone (mean)"}
     ladder["bootstrap"] = {"n_boot": int(cfg["n_boot"]), "level": float(cfg["level"]),
                            "resampling": "patches, within their validation well", "n_patches": int(len(va)),
                            "n_out_of_fold_unets": int(len(folds)), "n_students": int(len(students))}
 
     best = best_rung(ladder)
     patch_best, best_idx, worst_idx = best_and_worst(truth, preds[best], widths, N_OVERLAY)
-    labels = {**RUNG_LABELS, "unet_one_well_fewer": "U-Net, one training well fewer (out-of-fold, mean)",
-              "student_alone": "pseudo-label student alone (mean)"}
+    labels = ladder["labels"]
     with atomic_path(args.figures, is_dir=True) as folder:
         save_figure(folder / "ladder.png", intervals_figure(tables["rungs"], tables["differences"], labels,
                                                             title=f"Ladder on validation well(s) {splits['val_wells']}"))

@@ -17,17 +17,14 @@ import shutil
 
 import numpy as np
 
-from echocem.io import atomic_path, load_npz, save_figure, save_json, save_npz
-from echocem.runtime import derived_seed, resolve_device, stage_main, start_stage
-from echocem.seg.context import take, with_border_windows
-from echocem.seg.curves import curves_figure, write_curves
-from echocem.seg.dataset import labelled_set
-from echocem.seg.inputs import checkpoint_folder, load_labelled_inputs
-from echocem.seg.metric import challenge_iou
-from echocem.params import active_profile
+from echocem.io import load_npz, save_json, save_npz
 from echocem.patchgen.mixing import matched_epochs, mix_pairs
+from echocem.runtime import derived_seed, stage_main
+from echocem.seg.curves import save_curves
+from echocem.seg.network_stage import start_network_stage
+from echocem.seg.metric import challenge_iou
 from echocem.seg.segmenter import train_segmenter
-from echocem.seg.unet import labels_from_proba, model_config, predict_proba, save_model
+from echocem.seg.unet import labels_from_proba, predict_proba, save_model
 
 STAGE = "unet"
 
@@ -47,42 +44,37 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def with_generated(real: dict, generated_path: str, mixing: dict, epochs: int, batch: int, seed: int
+                   ) -> tuple[dict, int, int]:
+    """(training arrays, epochs, number of generated pairs) once generated pairs are mixed in."""
+    if float(mixing["ratio"]) <= 0:
+        return real, epochs, 0
+    mixed = mix_pairs(real, load_npz(generated_path), float(mixing["ratio"]),
+                      np.random.default_rng(derived_seed(seed, "generated")))
+    n = int(mixed["is_generated"].sum())
+    if mixing["match_steps"]:  # as many optimiser steps as without them: a gain is not more training
+        epochs = matched_epochs(epochs, len(real["images"]), len(mixed["images"]), batch)
+    arrays = {**{k: mixed[k] for k in ("images", "masks", "widths")},
+              "well": np.concatenate([real["well"], np.full(n, -1, dtype=real["well"].dtype)]),
+              "ids": np.concatenate([real["ids"], np.asarray([f"generated_{k}" for k in range(n)])])}
+    return arrays, epochs, n
+
+
 @stage_main
 def main() -> None:
     args = parse_args()
-    # progress lines with wall times go to the log (stderr), never to an output
-    params = start_stage(args.params, STAGE)
-    seed = int(params["seed"])
-    device = resolve_device(params["execution"]["device"])
-    profile = active_profile(params["unet"], "unet")
-    cfg = model_config(profile["model"], in_channels=1)
-    epochs = int(profile["train"]["epochs"])
-
-    inputs = load_labelled_inputs(args.ingested, args.prepared)
+    net = start_network_stage(args, STAGE)
+    inputs, profile, cfg = net.inputs, net.profile, net.model_cfg
     data, tr, va = inputs.data, inputs.train_idx, inputs.val_idx
-    fp, ck_dir = checkpoint_folder(args.checkpoints, STAGE, {"seed": seed, "profile": profile, "device": device},
-                                   inputs.files)
-    rng = np.random.default_rng(derived_seed(seed, "windows"))
-    real = with_border_windows(take(data, tr), profile["context"]["border_windows"], rng)
-    mixing = params["generated_pairs"]
-    n_generated = 0
-    if float(mixing["ratio"]) > 0:
-        mixed = mix_pairs(real, load_npz(args.generated), float(mixing["ratio"]), np.random.default_rng(
-            derived_seed(seed, "generated")))
-        n_generated = int(mixed["is_generated"].sum())
-        if mixing["match_steps"]:  # as many optimiser steps as without them: a gain is not more training
-            epochs = matched_epochs(epochs, len(real["images"]), len(mixed["images"]),
-                                    int(profile["train"]["batch_size"]))
-        real = {**{k: mixed[k] for k in ("images", "masks", "widths")},
-                "well": np.concatenate([real["well"], np.full(n_generated, -1, dtype=real["well"].dtype)]),
-                "ids": np.concatenate([real["ids"], np.asarray([f"generated_{k}" for k in range(n_generated)])])}
-    train = labelled_set(real, inputs.spec, device)
-    trained = train_segmenter(train, labelled_set(take(data, va), inputs.spec, device), cfg, profile, epochs, seed,
-                              device, ck_dir, fp, desc="unet")
-    n_windows = len(train) - len(tr)
-    del train
+    real = net.training_patches(tr)
+    train_arrays, epochs, n_generated = with_generated(
+        real, args.generated, net.params["generated_pairs"], int(profile["train"]["epochs"]),
+        int(profile["train"]["batch_size"]), net.seed)
+    fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, epochs=epochs, generated=n_generated)
+    trained = train_segmenter(net.on_device(train_arrays), net.on_device(net.patches(va)), cfg, profile, epochs,
+                              net.seed, net.device, ck_dir, fp, desc="unet")
 
-    probs = predict_proba(trained.model, data["images"][va], data["widths"][va], inputs.spec, device,
+    probs = predict_proba(trained.model, data["images"][va], data["widths"][va], inputs.spec, net.device,
                           int(profile["train"]["eval_batch_size"]))
     # stored as float16: labels from the stored values, so pred == argmax(probs) in the file
     probs = probs.astype(np.float16)
@@ -93,26 +85,24 @@ def main() -> None:
         **scores,
         "best_epoch": run.best_epoch,
         "epochs": epochs,
-        "profile": params["unet"]["profile"],
+        "profile": net.params["unet"]["profile"],
         "encoder": cfg["encoder"],
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
-        "device": device,
+        "device": net.device,
         "train_wells": [int(w) for w in inputs.splits["train_wells"]],
         "val_wells": [int(w) for w in inputs.splits["val_wells"]],
         "n_train_patches": int(len(tr)),
-        "n_border_windows": int(n_windows - n_generated),
+        "n_border_windows": int(len(real["images"]) - len(tr)),
         "n_generated_pairs": n_generated,
     }
-    meta = {"stage": STAGE, "best_epoch": run.best_epoch, "val_iou": scores["iou"], "seed": seed,
+    meta = {"stage": STAGE, "best_epoch": run.best_epoch, "val_iou": scores["iou"], "seed": net.seed,
             "train_wells": metrics["train_wells"], "val_wells": metrics["val_wells"]}
 
     save_model(args.model, trained.model, cfg, meta)
     save_npz(args.pred, ids=data["ids"][va], pred=pred, probs=probs)
     save_json(args.metrics, metrics)
-    with atomic_path(args.plots, is_dir=True) as tmp:
-        write_curves(tmp, run.history, {"best_epoch": run.best_epoch})
-        save_figure(tmp / "curves.png", curves_figure(
-            run.history, f"U-Net ({cfg['encoder']}), validation wells {metrics['val_wells']}", run.best_epoch))
+    save_curves(args.plots, run.history, {"best_epoch": run.best_epoch},
+                title=f"U-Net ({cfg['encoder']}), validation wells {metrics['val_wells']}")
     shutil.rmtree(ck_dir, ignore_errors=True)
     print(f"unet: validation IoU {scores['iou']:.4f} (class 1 {scores['iou_class1']:.4f}, class 2 "
           f"{scores['iou_class2']:.4f}) at epoch {run.best_epoch}/{epochs} on {scores['n_patches']} patches")

@@ -17,15 +17,12 @@ import shutil
 
 import numpy as np
 
-from echocem.io import atomic_path, save_json
-from echocem.runtime import derived_seed, resolve_device, stage_main, start_stage
-from echocem.seg.context import take, with_border_windows
-from echocem.seg.curves import write_curves
-from echocem.seg.dataset import labelled_set
-from echocem.seg.inputs import checkpoint_folder, load_labelled_inputs
-from echocem.params import active_profile
+from echocem.io import save_json
+from echocem.runtime import stage_main
+from echocem.seg.curves import save_curves
+from echocem.seg.network_stage import start_network_stage
 from echocem.seg.segmenter import train_segmenter
-from echocem.seg.unet import load_model, model_config, save_model
+from echocem.seg.unet import load_model, save_model
 
 STAGE = "unet_final"
 
@@ -46,30 +43,23 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    params = start_stage(args.params, STAGE)
-    seed = int(params["seed"])
-    device = resolve_device(params["execution"]["device"])
-    profile = active_profile(params["unet"], "unet")
-    cfg = model_config(profile["model"], in_channels=1)
+    net = start_network_stage(args, STAGE)
     _, selected = load_model(args.selected)
     epochs = max(1, int(selected["best_epoch"]))
-
-    inputs = load_labelled_inputs(args.ingested, args.prepared)
+    inputs = net.inputs
     every = np.sort(np.concatenate([inputs.train_idx, inputs.val_idx]))
-    fp, ck_dir = checkpoint_folder(args.checkpoints, STAGE, {"seed": seed, "profile": profile, "device": device,
-                                                             "epochs": epochs}, inputs.files)
-    rng = np.random.default_rng(derived_seed(seed, "windows"))
-    train = labelled_set(with_border_windows(take(inputs.data, every), profile["context"]["border_windows"], rng),
-                         inputs.spec, device)
-    trained = train_segmenter(train, None, cfg, profile, epochs, seed, device, ck_dir, fp, desc="unet_final")
+    fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, epochs=epochs)
+    train = net.training_patches(every)
+    trained = train_segmenter(net.on_device(train), None, net.model_cfg, net.profile, epochs, net.seed, net.device,
+                              ck_dir, fp, desc="unet_final")
     wells = sorted(int(w) for w in np.unique(inputs.data["well"][every]))
     metrics = {"epochs": epochs, "epochs_from": "the epoch the validation wells selected for stage unet",
-               "wells": wells, "n_patches": int(len(every)), "n_border_windows": int(len(train) - len(every)),
-               "profile": params["unet"]["profile"], "encoder": cfg["encoder"], "device": device}
-    save_model(args.model, trained.model, cfg, {"stage": STAGE, "best_epoch": epochs, "wells": wells, "seed": seed})
+               "wells": wells, "n_patches": int(len(every)), "n_border_windows": int(len(train["images"]) - len(every)),
+               "profile": net.params["unet"]["profile"], "encoder": net.model_cfg["encoder"], "device": net.device}
+    save_model(args.model, trained.model, net.model_cfg, {"stage": STAGE, "best_epoch": epochs, "wells": wells,
+                                                          "seed": net.seed})
     save_json(args.metrics, metrics)
-    with atomic_path(args.plots, is_dir=True) as tmp:
-        write_curves(tmp, trained.fit.history, {"epochs": epochs})
+    save_curves(args.plots, trained.fit.history, {"epochs": epochs})
     shutil.rmtree(ck_dir, ignore_errors=True)
     print(f"unet_final: refit on wells {wells} ({len(every)} patches) for {epochs} epochs")
 

@@ -15,17 +15,14 @@ import shutil
 
 import numpy as np
 
-from echocem.io import EchoCemError, atomic_path, save_json, save_npz
-from echocem.runtime import derived_seed, resolve_device, stage_main, start_stage
-from echocem.seg.context import take, with_border_windows
-from echocem.seg.curves import write_curves
-from echocem.seg.dataset import labelled_set
+from echocem.io import EchoCemError, save_json, save_npz
+from echocem.runtime import derived_seed, stage_main
+from echocem.seg.curves import save_curves
 from echocem.seg.folds import oof_plan
-from echocem.seg.inputs import checkpoint_folder, load_labelled_inputs
+from echocem.seg.network_stage import start_network_stage
 from echocem.seg.loop import predict_dataset, score_probs
-from echocem.params import active_profile
 from echocem.seg.segmenter import train_segmenter
-from echocem.seg.unet import labels_from_proba, model_config, save_model
+from echocem.seg.unet import labels_from_proba, save_model
 
 STAGE = "unet_fold"
 
@@ -47,29 +44,22 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    params = start_stage(args.params, STAGE)
-    seed = derived_seed(int(params["seed"]), "oof", args.fold)
-    device = resolve_device(params["execution"]["device"])
-    profile = active_profile(params["unet"], "unet")
-    cfg = model_config(profile["model"], in_channels=1)
-    epochs = int(params["unet_oof"]["epochs"][params["unet"]["profile"]])
-
-    inputs = load_labelled_inputs(args.ingested, args.prepared)
+    net = start_network_stage(args, STAGE)
+    net.seed = derived_seed(net.seed, "oof", args.fold)
+    inputs, profile = net.inputs, net.profile
     data = inputs.data
+    epochs = int(net.params["unet_oof"]["epochs"][net.params["unet"]["profile"]])
     plan = oof_plan(data["well"], inputs.splits["train_wells"], inputs.splits["oof_folds"])
     if not 0 <= args.fold < len(plan):
         raise EchoCemError(f"--fold {args.fold}: splits.json has {len(plan)} folds (0..{len(plan) - 1}); "
                            "params preprocess.oof_folds and the matrix of stage unet_fold must agree")
     fold = plan[args.fold]
-    fp, ck_dir = checkpoint_folder(args.checkpoints, STAGE, {"fold": fold.number, "seed": seed,
-                                                             "profile": profile, "device": device}, inputs.files)
-    rng = np.random.default_rng(derived_seed(seed, "windows"))
-    train = labelled_set(with_border_windows(take(data, fold.train_idx), profile["context"]["border_windows"], rng),
-                         inputs.spec, device)
-    patches = labelled_set(data, inputs.spec, device)
-    trained = train_segmenter(train, patches.subset(inputs.val_idx), cfg, profile, epochs, seed, device, ck_dir,
-                              fp, desc=f"fold {fold.number} (wells {list(fold.wells)})")
-    target = patches.subset(fold.pred_idx)
+    fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, fold=fold.number, epochs=epochs)
+    train = net.training_patches(fold.train_idx)
+    trained = train_segmenter(net.on_device(train), net.on_device(net.patches(inputs.val_idx)), net.model_cfg,
+                              profile, epochs, net.seed, net.device, ck_dir, fp,
+                              desc=f"fold {fold.number} (wells {list(fold.wells)})")
+    target = net.on_device(net.patches(fold.pred_idx))
     # float16, as stored: the scores are those of the file's labels
     probs = predict_dataset(trained.model, target, trained.accel, int(profile["train"]["eval_batch_size"]))
     probs = probs.astype(np.float16)
@@ -77,16 +67,17 @@ def main() -> None:
     run = trained.fit
     metrics = {"fold": fold.number, "wells": list(fold.wells),
                "train_wells": sorted({int(w) for w in data["well"][fold.train_idx]}),
-               "n_train_patches": int(len(fold.train_idx)), "n_border_windows": int(len(train) - len(fold.train_idx)),
+               "n_train_patches": int(len(fold.train_idx)),
+               "n_border_windows": int(len(train["images"]) - len(fold.train_idx)),
                "n_predicted": int(len(fold.pred_idx)), "best_epoch": run.best_epoch, "epochs": epochs,
                "val_iou_at_best": run.best_scores["iou"], "oof": scores}
-    save_model(args.model, trained.model, cfg, {"stage": f"{STAGE}@{fold.number}", "best_epoch": run.best_epoch,
-                                                "fold_wells": list(fold.wells), "seed": seed})
+    save_model(args.model, trained.model, net.model_cfg, {"stage": f"{STAGE}@{fold.number}",
+                                                          "best_epoch": run.best_epoch,
+                                                          "fold_wells": list(fold.wells), "seed": net.seed})
     save_npz(args.pred, ids=data["ids"][fold.pred_idx], pred=labels_from_proba(probs, data["widths"][fold.pred_idx]),
              probs=probs)
     save_json(args.metrics, metrics)
-    with atomic_path(args.plots, is_dir=True) as tmp:
-        write_curves(tmp, run.history, {"best_epoch": run.best_epoch})
+    save_curves(args.plots, run.history, {"best_epoch": run.best_epoch})
     shutil.rmtree(ck_dir, ignore_errors=True)
     print(f"unet_fold@{fold.number}: out-of-fold IoU {scores['iou']:.4f} on wells {list(fold.wells)} "
           f"({scores['n_patches']} patches), selected epoch {run.best_epoch}/{epochs}")

@@ -16,17 +16,14 @@ import shutil
 
 import numpy as np
 
-from echocem.io import EchoCemError, atomic_path, load_json, load_npz, save_json, save_npz
-from echocem.runtime import derived_seed, resolve_device, stage_main, start_stage
-from echocem.seg.context import take, with_border_windows
-from echocem.seg.curves import write_curves
-from echocem.seg.dataset import labelled_set
-from echocem.seg.inputs import checkpoint_folder, load_labelled_inputs
+from echocem.io import EchoCemError, load_json, load_npz, save_json, save_npz
+from echocem.runtime import derived_seed, stage_main
+from echocem.seg.curves import save_curves
+from echocem.seg.network_stage import start_network_stage
 from echocem.seg.metric import challenge_iou
 from echocem.seg.pseudo import PseudoLabels, assign, check_plan, student
-from echocem.params import active_profile
 from echocem.seg.segmenter import train_segmenter
-from echocem.seg.unet import labels_from_proba, model_config, predict_proba, save_model
+from echocem.seg.unet import labels_from_proba, predict_proba, save_model
 
 STAGE = "unet_pseudo"
 
@@ -50,15 +47,11 @@ def parse_args() -> argparse.Namespace:
 @stage_main
 def main() -> None:
     args = parse_args()
-    params = start_stage(args.params, STAGE)
-    seed = derived_seed(int(params["seed"]), "pseudo", args.fold)
-    device = resolve_device(params["execution"]["device"])
-    profile = active_profile(params["unet"], "unet")
-    cfg = model_config(profile["model"], in_channels=1)
-    epochs = int(params["pseudo"]["epochs"][params["unet"]["profile"]])
-
-    inputs = load_labelled_inputs(args.ingested, args.prepared)
+    net = start_network_stage(args, STAGE)
+    net.seed = derived_seed(net.seed, "pseudo", args.fold)
+    inputs, profile = net.inputs, net.profile
     data, tr, va = inputs.data, inputs.train_idx, inputs.val_idx
+    epochs = int(net.params["pseudo"]["epochs"][net.params["unet"]["profile"]])
     pseudo = load_npz(args.pseudo)
     folds = load_json(args.pseudo_metrics)["test_folds"]
     if not 0 <= args.fold < len(folds):
@@ -74,16 +67,14 @@ def main() -> None:
     check_plan(plan, labels, [me], {})
     learn = plan["position"].to_numpy()
 
-    fp, ck_dir = checkpoint_folder(args.checkpoints, STAGE, {"fold": args.fold, "seed": seed, "profile": profile,
-                                                             "device": device}, (*inputs.files, args.pseudo))
-    rng = np.random.default_rng(derived_seed(seed, "windows"))
-    real = with_border_windows(take(data, tr), profile["context"]["border_windows"], rng)
+    fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, (args.pseudo,), fold=args.fold, epochs=epochs)
+    real = net.training_patches(tr)
     extra = {"images": pseudo["images"][learn], "masks": pseudo["masks"][learn], "widths": pseudo["widths"][learn],
              "well": pseudo["well"][learn], "ids": pseudo["ids"][learn]}
-    train = labelled_set({k: np.concatenate([real[k], extra[k]]) for k in extra}, inputs.spec, device)
-    trained = train_segmenter(train, labelled_set(take(data, va), inputs.spec, device), cfg, profile, epochs, seed,
-                              device, ck_dir, fp, desc=f"student {args.fold}")
-    probs = predict_proba(trained.model, data["images"][va], data["widths"][va], inputs.spec, device,
+    train = net.on_device({k: np.concatenate([real[k], extra[k]]) for k in extra})
+    trained = train_segmenter(train, net.on_device(net.patches(va)), net.model_cfg, profile, epochs, net.seed,
+                              net.device, ck_dir, fp, desc=f"student {args.fold}")
+    probs = predict_proba(trained.model, data["images"][va], data["widths"][va], inputs.spec, net.device,
                           int(profile["train"]["eval_batch_size"])).astype(np.float16)
     pred = labels_from_proba(probs, data["widths"][va])
     scores = challenge_iou(data["masks"][va], pred, data["widths"][va], data["well"][va])
@@ -91,12 +82,12 @@ def main() -> None:
     metrics = {**scores, "fold": args.fold, "predicts_test_wells": folds[args.fold], "best_epoch": run.best_epoch,
                "epochs": epochs, "n_true_patches": int(len(tr)), "n_pseudo_patches": int(len(learn)),
                "pseudo_wells": sorted(int(w) for w in np.unique(extra["well"]))}
-    save_model(args.model, trained.model, cfg, {"stage": f"{STAGE}@{args.fold}", "best_epoch": run.best_epoch,
-                                                "predicts_test_wells": folds[args.fold], "seed": seed})
+    save_model(args.model, trained.model, net.model_cfg, {"stage": f"{STAGE}@{args.fold}",
+                                                          "best_epoch": run.best_epoch,
+                                                          "predicts_test_wells": folds[args.fold], "seed": net.seed})
     save_npz(args.pred, ids=data["ids"][va], pred=pred, probs=probs)
     save_json(args.metrics, metrics)
-    with atomic_path(args.plots, is_dir=True) as tmp:
-        write_curves(tmp, run.history, {"best_epoch": run.best_epoch})
+    save_curves(args.plots, run.history, {"best_epoch": run.best_epoch})
     shutil.rmtree(ck_dir, ignore_errors=True)
     print(f"unet_pseudo@{args.fold}: validation IoU {scores['iou']:.4f} with {len(learn)} pseudo-labelled patches "
           f"(wells {metrics['pseudo_wells']}), predicts test wells {folds[args.fold]}")

@@ -30,6 +30,16 @@ LADDER = {
         "unet_rules": _rung(0.74, 0.56, 0.92),
     },
     "gains": {"rules": -0.01},
+    # the labels evaluate writes beside the rungs (echocem.seg.ladder.RUNG_LABELS), and the intervals
+    "labels": {"all_background": "all background", "rf": "Random Forest", "unet": "U-Net",
+               "unet_rules": "U-Net + rules"},
+    "intervals": [{"rung": r, "scope": "all", "low": v - 0.02, "high": v + 0.02}
+                  for r, v in (("all_background", 0.0), ("rf", 0.61), ("unet", 0.75), ("unet_rules", 0.74))],
+    "differences": [{"a": "unet_rules", "b": "unet", "scope": "all", "estimate": -0.01, "low": -0.03,
+                     "high": 0.01, "excludes_zero": False},
+                    {"a": "unet", "b": "rf", "scope": "all", "estimate": 0.14, "low": 0.1, "high": 0.18,
+                     "excludes_zero": True}],
+    "bootstrap": {"n_boot": 2000, "level": 0.95, "n_patches": 3, "resampling": "patches, within their well"},
 }
 BENCHMARKS = {"ingest": {"s": 1.25, "h:m:s": "0:00:01", "max_rss": 80.0, "cpu_time": 1.1},
               "unet": {"s": 42.5, "h:m:s": "0:00:42", "max_rss": 1100.0, "cpu_time": 40.0}}
@@ -76,9 +86,11 @@ def test_ladder_table_has_every_rung_with_the_best_emphasised(page):
     assert table["header"][:2] == ["model", "IoU (mean of classes 1, 2)"]
     rows = {r[0]: r for r in table["rows"]}
     assert list(rows) == ["all background", "Random Forest", "U-Net", "U-Net + rules"]
-    assert rows["U-Net"][1:4] == ["0.7500", "0.5800", "0.9200"]
-    assert rows["U-Net + rules"][4] == "-0.0100"  # gain over the plain U-Net
+    assert rows["U-Net"][1:5] == ["0.7500", "[0.7300, 0.7700]", "0.5800", "0.9200"]
     assert [r[0] for r in table["best"]] == ["U-Net"]
+    gains = {r[0]: r for r in read_page(page).tables["ladder-gains"]["rows"]}
+    assert gains["U-Net + rules vs U-Net"][1:] == ["-0.0100", "[-0.0300, +0.0100]", "no difference within the interval"]
+    assert gains["U-Net vs Random Forest"][3] == "gain"
     per_well = read_page(page).tables["ladder-per-well"]
     assert per_well["header"][1] == "well 4 IoU"
 
@@ -117,10 +129,10 @@ def test_markdown_summary_has_headline_ladder_times_and_code_but_no_images(small
     assert "- **best validation IoU**: 0.7500 (U-Net)" in md
     assert "[index.html](index.html)" in md
     lines = md.splitlines()
-    header = lines.index("| model | IoU (mean of classes 1, 2) | IoU class 1 (TIE) | IoU class 2 (casing) "
-                         "| gain vs U-Net | patches |")
-    assert lines[header + 1] == "|---|---:|---:|---:|---:|---:|"
-    assert "| **U-Net** | **0.7500** | **0.5800** | **0.9200** | **–** | **3** |" in lines
+    header = lines.index("| model | IoU (mean of classes 1, 2) | 95 % interval | IoU class 1 (TIE) "
+                         "| IoU class 2 (casing) | patches |")
+    assert lines[header + 1] == "|---|---:|---|---:|---:|---:|"
+    assert "| **U-Net** | **0.7500** | **[0.7300, 0.7700]** | **0.5800** | **0.9200** | **3** |" in lines
     assert "| unet | 42.5 | 0:00:42 | 1100 | 40.0 |" in lines
     assert "| git commit | " + "a" * 40 + " |" in lines
     assert "## Code version" in md

@@ -12,7 +12,6 @@ from echocem.seg.ladder import (
     best_rung,
     build_ladder,
     confusion_figure,
-    ladder_figure,
     overlay_figure,
     per_well_figure,
 )
@@ -35,14 +34,9 @@ def degrade(masks: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def test_ladder_structure_and_gains(val):
     truth, widths, wells = val["masks"], val["widths"], val["well"]
-    preds = {
-        "all_background": np.where(truth >= 0, 0, -1),
-        "rf": degrade(truth, 0.5, 1),
-        "unet": degrade(truth, 0.3, 2),
-        "unet_rules": degrade(truth, 0.25, 3),
-        "unet_postproc": degrade(truth, 0.2, 4),
-        "unet_postproc_rules": degrade(truth, 0.1, 5),
-    }
+    fractions = dict(zip(RUNG_ORDER[1:], (0.5, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1)))
+    preds = {"all_background": np.where(truth >= 0, 0, -1),
+             **{rung: degrade(truth, f, k) for k, (rung, f) in enumerate(fractions.items())}}
     ladder = build_ladder(truth, widths, wells, preds, [1, 2, 3])
     assert set(ladder) == {"val_wells", "order", "rungs", "gains"}
     assert ladder["order"] == list(RUNG_ORDER) and ladder["val_wells"] == [1, 2, 3]
@@ -52,13 +46,12 @@ def test_ladder_structure_and_gains(val):
         assert set(r["per_well"]) == {"1", "2", "3"} and r["n_patches"] == 6
     ious = [ladder["rungs"][r]["iou"] for r in RUNG_ORDER]
     assert ious == sorted(ious) and ious[0] == 0.0
-    unet = ladder["rungs"]["unet"]["iou"]
-    assert ladder["gains"] == {
-        "rules": pytest.approx(ladder["rungs"]["unet_rules"]["iou"] - unet),
-        "postproc_unet": pytest.approx(ladder["rungs"]["unet_postproc"]["iou"] - unet),
-        "postproc_unet_plus_rules": pytest.approx(ladder["rungs"]["unet_postproc_rules"]["iou"] - unet),
-    }
-    assert best_rung(ladder) == "unet_postproc_rules"
+    # each part's gain: its rung against the one below it
+    rungs = ladder["rungs"]
+    assert set(ladder["gains"]) == {"sections", "tta", "ensemble", "pseudo", "postproc", "rules"}
+    assert ladder["gains"]["postproc"] == pytest.approx(rungs["postproc"]["iou"] - rungs["pseudo"]["iou"])
+    assert ladder["gains"]["sections"] == pytest.approx(rungs["sections"]["iou"] - rungs["unet"]["iou"])
+    assert best_rung(ladder) == "rules"
     with pytest.raises(EchoCemError, match="unknown rungs"):
         build_ladder(truth, widths, wells, {"magic": truth}, [1])
 
@@ -79,7 +72,6 @@ def test_best_worst_and_figures(tmp_path, val):
     assert worst[0] == 2 and scores[2] == 0.0 and 2 not in best
     ladder = build_ladder(truth, widths, val["well"], {"all_background": pred * 0, "rf": pred}, [1, 2, 3])
     figures = {
-        "ladder.png": ladder_figure(ladder),
         "per_well.png": per_well_figure(ladder),
         "confusion.png": confusion_figure(confusion_matrix(truth, pred, widths), "rf"),
         "worst.png": overlay_figure(val["images"][worst], truth[worst], pred[worst], widths[worst],

@@ -33,7 +33,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from echocem.io import EchoCemError, atomic_path
+from echocem.checkpoints import cpu_state, load_checkpoint, save_checkpoint
+from echocem.io import EchoCemError
 from echocem.patchgen.denoiser import condition, to_generator_units, valid_columns
 from echocem.patchgen.flow import flow_matching_loss
 from echocem.patchgen.unet_adapter import normalised_images
@@ -131,23 +132,6 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return n // min(batch_size, n) if n else 0
 
 
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-def _load_checkpoint(path: Path, fp: str) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn file cannot happen (atomic writes), a foreign one can
-        raise EchoCemError(f"{path}: unreadable generator checkpoint ({exc}); delete it to start over") from exc
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("fingerprint") != fp:
-        log.warning("%s: checkpoint of another configuration, starting over", path)
-        return None
-    return ck
-
-
 def fit_generator(net: nn.Module, data: GeneratorData, cfg: Mapping[str, Any], seed: int,
                   checkpoint_dir: str | Path | None = None, fp: str = "", desc: str = "gen_patches",
                   on_epoch_end: Callable[[int, dict], None] | None = None) -> GeneratorFit:
@@ -174,7 +158,7 @@ def fit_generator(net: nn.Module, data: GeneratorData, cfg: Mapping[str, Any], s
     gen.manual_seed(int(seed))
 
     ck_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
-    ck = _load_checkpoint(ck_path, fp) if ck_path is not None else None
+    ck = load_checkpoint(ck_path, CHECKPOINT_FORMAT, fp) if ck_path is not None else None
     if ck is not None:
         net.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
@@ -206,14 +190,12 @@ def fit_generator(net: nn.Module, data: GeneratorData, cfg: Mapping[str, Any], s
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
         if ck_path is not None:
-            with atomic_path(ck_path) as tmp:
-                torch.save({"format": CHECKPOINT_FORMAT, "fingerprint": fp, "epoch": epoch,
-                            "model": _cpu_state(net), "ema": _cpu_state(ema), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                            "history": history}, tmp)
+            save_checkpoint(ck_path, CHECKPOINT_FORMAT, fp, {
+                "epoch": epoch, "model": cpu_state(net), "ema": cpu_state(ema), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history})
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     bar.close()
     ema.module.eval()
-    return GeneratorFit(ema_state=_cpu_state(ema.module), history=history, steps=epochs * per_epoch,
+    return GeneratorFit(ema_state=cpu_state(ema.module), history=history, steps=epochs * per_epoch,
                         start_epoch=start)

@@ -12,14 +12,6 @@ from typing import Any, Mapping, Sequence, Union
 
 from echocem.report.load import Run
 
-RUNG_LABELS = {
-    "all_background": "all background",
-    "rf": "Random Forest",
-    "unet": "U-Net",
-    "unet_rules": "U-Net + rules",
-    "unet_postproc": "U-Net + post-proc U-Net",
-    "unet_postproc_rules": "U-Net + post-proc + rules",
-}
 MAX_LIST = 12  # longer lists of numbers are summarised, not printed
 MAX_GROUPS = 6  # nested mappings compared side by side in one table, at most
 
@@ -172,21 +164,36 @@ def data_section(run: Run) -> Section:
     return Section("data", "Data", blocks)
 
 
+def _label(ladder: Mapping[str, Any], rung: str) -> str:
+    return (ladder.get("labels") or {}).get(rung, rung)
+
+
 def ladder_tables(ladder: Mapping[str, Any]) -> list[Table]:
-    """The ladder per class (id ladder-table) and per validation well (id ladder-per-well)."""
+    """The ladder with intervals (id ladder-table), its gains (id ladder-gains), per well (id ladder-per-well)."""
     rungs, order = ladder["rungs"], list(ladder["order"])
     best = max(range(len(order)), key=lambda k: (rungs[order[k]]["iou"], -k))
-    base = rungs.get("unet", {}).get("iou")
+    overall = {r["rung"]: r for r in ladder.get("intervals", []) if r.get("scope") == "all"}
+    level = ladder.get("bootstrap", {}).get("level")
     rows = []
     for rung in order:
-        r = rungs[rung]
-        gain = "–" if base is None or rung in ("unet", "all_background", "rf") else f"{r['iou'] - base:+.4f}"
-        rows.append([RUNG_LABELS.get(rung, rung), fmt(r["iou"]), fmt(r["iou_class1"]), fmt(r["iou_class2"]),
-                     gain, str(r["n_patches"])])
-    overall = Table(["model", "IoU (mean of classes 1, 2)", "IoU class 1 (TIE)", "IoU class 2 (casing)",
-                     "gain vs U-Net", "patches"], rows,
+        r, iv = rungs[rung], overall.get(rung)
+        interval = f"[{iv['low']:.4f}, {iv['high']:.4f}]" if iv else "–"
+        rows.append([_label(ladder, rung), fmt(r["iou"]), interval, fmt(r["iou_class1"]), fmt(r["iou_class2"]),
+                     str(r["n_patches"])])
+    pct = f"{int(round(100 * level))} % interval" if level else "interval"
+    tables = [Table(["model", "IoU (mean of classes 1, 2)", pct, "IoU class 1 (TIE)", "IoU class 2 (casing)",
+                     "patches"], rows,
                     f"Challenge IoU on the validation wells {fmt(ladder['val_wells'])}; best rung emphasised.",
-                    id="ladder-table", highlight={best})
+                    id="ladder-table", highlight={best})]
+    diffs = [d for d in ladder.get("differences", []) if d.get("scope") == "all"]
+    if diffs:
+        tables.append(Table(
+            ["gain", "paired difference of IoU", pct, "verdict"],
+            [[f"{_label(ladder, d['a'])} vs {_label(ladder, d['b'])}", f"{d['estimate']:+.4f}",
+              f"[{d['low']:+.4f}, {d['high']:+.4f}]",
+              ("gain" if d["low"] > 0 else "loss") if d["excludes_zero"] else "no difference within the interval"]
+             for d in diffs],
+            "Each part's gain: a rung against the one below it, paired on the same patches", id="ladder-gains"))
     wells = list(dict.fromkeys(str(w) for rung in order for w in rungs[rung].get("per_well", {})))
     header = ["model"] + [f"well {w} {part}" for w in wells for part in ("IoU", "TIE", "casing")]
     per_well_rows = []
@@ -196,10 +203,10 @@ def ladder_tables(ladder: Mapping[str, Any]) -> list[Table]:
         for w in wells:
             s = pw.get(w) or pw.get(str(w)) or {}
             cells += [fmt(s.get("iou")), fmt(s.get("iou_class1")), fmt(s.get("iou_class2"))]
-        per_well_rows.append([RUNG_LABELS.get(rung, rung), *cells])
-    per_well = Table(header, per_well_rows, "The same per validation well (IoU, class 1 TIE, class 2 casing).",
-                     id="ladder-per-well", highlight={best})
-    return [overall, per_well]
+        per_well_rows.append([_label(ladder, rung), *cells])
+    tables.append(Table(header, per_well_rows, "The same per validation well (IoU, class 1 TIE, class 2 casing).",
+                        id="ladder-per-well", highlight={best}))
+    return tables
 
 
 def _figure_title(name: str) -> str:
@@ -213,11 +220,12 @@ def ladder_section(run: Run) -> Section:
         "Each rung adds one part to the previous model; the score is the challenge IoU (per patch the mean "
         "of the IoU of class 1 and class 2, a class absent from truth and prediction counting 1; then the "
         "mean over patches).")]
+    boot = run.ladder.get("bootstrap")
+    if boot:
+        blocks.append(Text(
+            f"Intervals: {boot['n_boot']} bootstrap resamples of the {boot['n_patches']} validation patches "
+            f"({boot['resampling']}). A gain whose interval includes 0 is reported as no difference."))
     blocks.extend(ladder_tables(run.ladder))
-    gains = run.ladder.get("gains") or {}
-    if gains:
-        blocks.append(Table(["part", "IoU gain over the plain U-Net"],
-                            [[k.replace("_", " "), f"{v:+.4f}"] for k, v in gains.items()], "Gains"))
     for name, png in run.ladder_figures.items():
         if name.startswith("ladder"):
             blocks.append(Figure(_figure_title(name), png, f"reports/figures/ladder/{name}"))
@@ -440,7 +448,7 @@ def headline(run: Run) -> list[tuple[str, str]]:
     if run.ladder is not None:
         order, rungs = run.ladder["order"], run.ladder["rungs"]
         best = max(order, key=lambda r: (rungs[r]["iou"], -order.index(r)))
-        items.append(("best validation IoU", f"{rungs[best]['iou']:.4f} ({RUNG_LABELS.get(best, best)})"))
+        items.append(("best validation IoU", f"{rungs[best]['iou']:.4f} ({_label(run.ladder, best)})"))
     if run.manifest is not None:
         sub = run.manifest.get("submission", {})
         items.append(("submission", f"{sub.get('rows')} rows, md5 {str(sub.get('md5'))[:12]}"))

@@ -34,6 +34,18 @@ def write_curves(folder: str | Path, history: Sequence[Mapping[str, Any]], summa
             live.summary[key] = value
 
 
+def save_curves(folder: str | Path, history: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
+                title: str | None = None) -> None:
+    """The curves folder of a training stage, written atomically: dvclive's files and, with a
+    `title`, the PNG of `curves_figure` (the summary's best_epoch marked)."""
+    from echocem.io import atomic_path, save_figure
+
+    with atomic_path(folder, is_dir=True) as tmp:
+        write_curves(tmp, history, summary)
+        if title is not None:
+            save_figure(tmp / "curves.png", curves_figure(history, title, int(summary.get("best_epoch", 0))))
+
+
 def curves_figure(history: Sequence[Mapping[str, Any]], title: str, best_epoch: int):
     """Loss and validation IoU against epochs, the selected epoch marked."""
     import matplotlib

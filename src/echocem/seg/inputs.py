@@ -54,3 +54,4 @@ def checkpoint_folder(root: str | Path, stage: str, config: Mapping[str, Any],
     config and input files resumes there; anything else starts in a new folder."""
     fp = fingerprint({"stage": stage, **config}, files)
     return fp, Path(root) / stage / fp
+

@@ -82,32 +82,6 @@ def best_and_worst(truth: np.ndarray, pred: np.ndarray, widths: np.ndarray, k: i
 
 # ---------------------------------------------------------------- figures
 
-def ladder_figure(ladder: Mapping):
-    """Grouped bars: overall, class-1 and class-2 IoU of every rung."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    order = ladder["order"]
-    keys = (("iou", "challenge IoU (mean of classes)"), ("iou_class1", "class 1 TIE"), ("iou_class2", "class 2 casing"))
-    x = np.arange(len(order))
-    width = 0.27
-    fig, ax = plt.subplots(figsize=(10, 4.8))
-    for k, (key, label) in enumerate(keys):
-        vals = [ladder["rungs"][r][key] for r in order]
-        bars = ax.bar(x + (k - 1) * width, vals, width, label=label)
-        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
-    ax.set_xticks(x, [RUNG_LABELS[r] for r in order], rotation=20, ha="right")
-    ax.set_ylim(0, 1.08)
-    ax.set_ylabel("IoU on the validation wells")
-    wells = ", ".join(str(w) for w in ladder["val_wells"])
-    ax.set_title(f"Segmentation ladder, validation well(s) {wells}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
-
-
 def per_well_figure(ladder: Mapping):
     """Overall IoU of every rung, one group of bars per validation well."""
     import matplotlib

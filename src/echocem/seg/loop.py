@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from echocem.io import EchoCemError, atomic_path
+from echocem.checkpoints import cpu_state, load_checkpoint, save_checkpoint
+from echocem.io import EchoCemError
 from echocem.seg.accel import Accel, autocast, execution_mode
 from echocem.seg.augment import augment_batch
 from echocem.seg.dataset import SegSet
@@ -125,28 +126,6 @@ class FitResult:
     start_epoch: int = 1  # first epoch this process ran (> 1 after a resume)
 
 
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
-
-
-def _load_checkpoint(path: Path, fp: str) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn file cannot happen (atomic writes), a foreign one can
-        raise EchoCemError(f"{path}: unreadable training checkpoint ({exc}); delete it to start over") from exc
-    if ck.get("format") != CHECKPOINT_FORMAT or ck.get("fingerprint") != fp:
-        log.warning("%s: checkpoint of another configuration, starting over", path)
-        return None
-    return ck
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def history_row(epoch: int, loss: float, lr: float, scores: Mapping[str, Any] | None) -> dict:
     """One line of the training curves (rounded: stable, readable files); no validation
     scores when the run trains without a validation set."""
@@ -200,7 +179,7 @@ def fit(
         runner = StepRunner(net, opt, sched, train_cfg, profile["augment"], accel, gen)
 
         ck_path = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
-        ck = _load_checkpoint(ck_path, fp) if ck_path is not None else None
+        ck = load_checkpoint(ck_path, CHECKPOINT_FORMAT, fp) if ck_path is not None else None
         if ck is not None:
             base.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -212,7 +191,7 @@ def fit(
             start = int(ck["epoch"]) + 1
             log.info("%s: resuming after epoch %d of %d (%s)", desc, start - 1, epochs, ck_path)
         else:
-            history, best_state, best_epoch, best_scores, start = [], _cpu_state(base), 0, {}, 1
+            history, best_state, best_epoch, best_scores, start = [], cpu_state(base), 0, {}, 1
             if evaluate_start and val is not None:
                 scores = evaluate(base, val, accel, eval_batch)
                 best_scores = scores
@@ -231,18 +210,18 @@ def fit(
             row = history_row(epoch, loss, lr, scores)
             history.append(row)
             if scores is None:
-                best_state, best_epoch = _cpu_state(base), epoch  # no selection: the last epoch
+                best_state, best_epoch = cpu_state(base), epoch  # no selection: the last epoch
             elif not best_scores or scores["iou"] > best_scores["iou"]:
-                best_state, best_epoch, best_scores = _cpu_state(base), epoch, scores
+                best_state, best_epoch, best_scores = cpu_state(base), epoch, scores
             # wall times go to the log only: outputs must not depend on them
             log.info("%s epoch %d/%d loss %.4f val IoU %s (%.0f img/s training, %.1f s)", desc, epoch, epochs, loss,
                      "-" if scores is None else f"{scores['iou']:.4f}", seen / max(t_train, 1e-9),
                      time.perf_counter() - t0)
             bar.set_postfix(loss=f"{loss:.3f}", val_iou="-" if scores is None else f"{scores['iou']:.3f}")
             if ck_path is not None:
-                _save_checkpoint(ck_path, {
-                    "format": CHECKPOINT_FORMAT, "fingerprint": fp, "epoch": epoch,
-                    "model": _cpu_state(base), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                save_checkpoint(ck_path, CHECKPOINT_FORMAT, fp, {
+                    "epoch": epoch,
+                    "model": cpu_state(base), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                     "history": history, "best_state": best_state, "best_epoch": best_epoch,
                     "best_scores": best_scores,

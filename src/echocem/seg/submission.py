@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from echocem.data.challenge_csv import (
     FULL_WIDTH,

@@ -153,9 +153,14 @@ class Samplers:
 
     def _draw_p(self, n: int) -> torch.Tensor:
         # drawn in float64 on the CPU from the generator, so a seed gives the same points on any device
+        # one matrix product per component, not a (n, D, D) gather: a pool of 2^18 points at
+        # D = 64 would otherwise hold 8.6 GB of copies of the three maps
         comp = torch.randint(0, len(self._centers), (n,), generator=self.gen)
         z = torch.randn(n, self.dim, generator=self.gen, dtype=torch.float64)
-        x = self._centers[comp] + self._std * torch.einsum("nde,ne->nd", self._maps[comp], z)
+        x = self._centers[comp].clone()
+        for i, m in enumerate(self._maps):
+            rows = comp == i
+            x[rows] += self._std * (z[rows] @ m.T)
         return x.to(self.device, self.dtype)
 
     def sample_p(self, n: int) -> torch.Tensor:

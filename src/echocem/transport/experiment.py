@@ -7,8 +7,9 @@ the figures. Solvers see fresh samples of P and Q only; T* is used for the score
 
 Per replicate r (its own seed): the linear (Bures) map and the entropic map are fitted on
 the same n_fit samples of P and Q (the entropic map on the first entropic.n of them); the
-C-MGN, M-MGN and ICNN start from that linear map and train on endless fresh batches; all
-are scored on 2^14 (n_eval) fresh samples of P drawn from a separate stream.
+C-MGN, M-MGN and ICNN start from that linear map and train on endless fresh batches of P and
+on a pool of Q samples drawn once (each network its own, `pool` points); all are scored on
+2^14 (n_eval) fresh samples of P drawn from a separate stream.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from echocem.io import EchoCemError
 from echocem.transport import figures, maps
 from echocem.transport.benchmark import Samplers, TrueMap, W2Pair
 from echocem.transport.entropic import fit_entropic
@@ -32,7 +34,8 @@ PAPER_BEST_UVP = {2: 0.1, 4: 0.3, 8: 0.7, 16: 1.4, 32: 2.8, 64: 3.2, 128: None}
 PAPER_LINEAR_UVP = {2: 14.1, 4: 14.9, 8: 27.3, 16: 41.6, 32: 55.3, 64: 63.9, 128: 63.6}
 NETWORKS = ("cmgn", "mmgn", "icnn")
 METHODS = ("linear", "entropic", *NETWORKS)
-OBJECTIVE = "semi-dual with exact conjugate (damped Newton), fresh batches of P and Q"
+OBJECTIVE = ("semi-dual with exact conjugate (damped Newton, warm-started from a pool of Q samples), "
+             "fresh batches of P")
 
 
 def _r(value: float) -> float | None:
@@ -57,6 +60,7 @@ def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eva
                   log: Callable[[str], None] = lambda _: None) -> tuple[dict, dict, dict]:
     """Train and score every method on one pair; returns (metrics, {map name: blob}, {stem: Figure})."""
     dim, dtype = pair.dim, torch.float32
+    check_budgets(cfg)
     true_map = TrueMap(pair)
     scores: dict[str, dict[str, list[float]]] = {m: {"uvp": [], "cos": []} for m in METHODS}
     blobs: dict[str, dict] = {}
@@ -94,7 +98,7 @@ def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eva
                                            dtype, device, log)
             log(f"d={dim} seed#{rep} {name}: trained in {time.perf_counter() - start:.1f} s")
             mapped[name] = apply_model(model, x_eval)
-            budget = {k: cfg[name][k] for k in ("steps", "batch", "lr")}
+            budget = {k: cfg[name][k] for k in ("steps", "batch", "lr", "warmup", "pool") if k in cfg[name]}
             blobs[f"{name}_seed{rep}"] = maps.network_blob(name, model, config,
                                                            {**meta, **budget, "objective": OBJECTIVE})
         for name, y in mapped.items():
@@ -107,6 +111,14 @@ def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eva
     metrics = build_metrics(pair, cfg, seed, n_eval, scores, identity_uvp)
     figs = {"uvp_by_method": figures.uvp_bars_figure(metrics), "transported": figures.transported_figure(shown, dim)}
     return metrics, blobs, figs
+
+
+def check_budgets(cfg: dict) -> None:
+    """Settings the schema cannot check alone: a network's pool of Q samples must hold a batch."""
+    for name in NETWORKS:
+        pool, batch = int(cfg[name].get("pool", 0)), int(cfg[name]["batch"])
+        if 0 < pool < batch:
+            raise EchoCemError(f"transport_benchmark: {name}.pool ({pool}) is smaller than its batch ({batch})")
 
 
 def build_metrics(pair: W2Pair, cfg: dict, seed: int, n_eval: int, scores: dict, identity_uvp: list[float]) -> dict:

@@ -119,7 +119,7 @@ def fit_icnn(dim: int, cfg: dict, sample_p: Callable, sample_q: Callable, start:
     gap = lambda x, x_hat: model.potential(x).mean() - model.potential(x_hat).mean()
     history = train_semidual(model, gap, sample_p, sample_q, steps=int(cfg["steps"]), batch=int(cfg["batch"]),
                              lr=float(cfg["lr"]), newton_iter=int(cfg["newton_iter"]),
-                             newton_tol=float(cfg["newton_tol"]), pool=int(cfg.get("pool", 0)), warmup=int(cfg.get("warmup", 0)),
-                             generator=generator, desc=f"icnn d={dim}",
+                             newton_tol=float(cfg["newton_tol"]), pool=int(cfg.get("pool", 0)),
+                             warmup=float(cfg.get("warmup", 0.0)), generator=generator, desc=f"icnn d={dim}",
                              log_every=max(int(cfg["steps"]) // 4, 1), log=log)
     return model.eval(), config, history
