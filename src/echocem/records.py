@@ -76,7 +76,14 @@ def _status_entries(status: list) -> tuple[dict[str, str], dict[str, str], dict[
     return deps, outs, params, other
 
 
-def _record(stage, status: list, upstream: list[str]) -> StageRecord:
+def _repo_path(item, root: str) -> str:
+    """A dep's or out's path from the repository root (a .dvc file's paths are relative to its folder)."""
+    import os
+
+    return Path(os.path.relpath(item.fs_path, root)).as_posix()
+
+
+def _record(stage, status: list, upstream: list[str], root: str) -> StageRecord:
     from dvc.dependency.param import ParamsDependency
 
     dep_changes, out_changes, param_changes, other = _status_entries(status)
@@ -88,12 +95,12 @@ def _record(stage, status: list, upstream: list[str]) -> StageRecord:
             params.update(dep.hash_info.value if dep.hash_info else {})
             continue
         md5 = dep.hash_info.value if dep.hash_info else None
-        files.append(RecordedFile(stage.addressing, "dep", str(dep.def_path), md5,
-                                  dep_changes.get(str(dep.def_path), "match" if md5 else "not recorded")))
+        files.append(RecordedFile(stage.addressing, "dep", _repo_path(dep, root), md5,
+                                  dep_changes.get(str(dep), "match" if md5 else "not recorded")))
     for out in stage.outs:
         md5 = out.hash_info.value if out.hash_info else None
-        files.append(RecordedFile(stage.addressing, "out", str(out.def_path), md5,
-                                  out_changes.get(str(out.def_path), "match" if md5 else "not recorded")))
+        files.append(RecordedFile(stage.addressing, "out", _repo_path(out, root), md5,
+                                  out_changes.get(str(out), "match" if md5 else "not recorded")))
     return StageRecord(name=stage.addressing, cmd=" ".join(str(stage.cmd or "").split()),
                        is_data=not stage.cmd, recorded=recorded, files=files, params=params,
                        changed_params=param_changes, other=other, upstream=upstream)
@@ -131,7 +138,7 @@ def read_records(root: str | Path = ".", held: bool = False) -> dict[str, StageR
             for stage in repo.index.stages:
                 status = stage.status(check_updates=True).get(stage.addressing, [])
                 upstream = sorted(s.addressing for s in nx.descendants(graph, stage))
-                records[stage.addressing] = _record(stage, status, upstream)
+                records[stage.addressing] = _record(stage, status, upstream, repo.root_dir)
             return records
     except LockError as exc:
         raise EchoCemError(f"this checkout is busy: {describe_holder(root)}. Ask again once that run ended.") from exc
