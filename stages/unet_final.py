@@ -3,7 +3,9 @@
 The validation wells choose the U-Net's epoch count (stage unet, its selected
 epoch) and are then lost to training; this stage trains the same network, with
 the same seed and settings, on every labelled well (training and validation)
-for that many epochs, and keeps the last epoch: nothing is left to select on.
+for as many optimizer steps as the selected run took (its epochs scaled by the
+ratio of training samples: echocem.seg.segmenter.refit_epochs), and keeps the
+last epoch: nothing is left to select on.
 Its gain cannot be scored on wells it trained on; the ladder (stage evaluate)
 measures the gain of one more training well instead (the main U-Net against the
 out-of-fold ones, each trained without one well). params submission.refit
@@ -21,7 +23,7 @@ from echocem.io import save_json
 from echocem.runtime import stage_main
 from echocem.seg.curves import save_curves
 from echocem.seg.network_stage import start_network_stage
-from echocem.seg.segmenter import train_segmenter
+from echocem.seg.segmenter import refit_epochs, train_segmenter
 from echocem.seg.unet import load_model, save_model
 
 STAGE = "unet_final"
@@ -45,15 +47,18 @@ def main() -> None:
     args = parse_args()
     net = start_network_stage(args, STAGE)
     _, selected = load_model(args.selected)
-    epochs = max(1, int(selected["best_epoch"]))
+    selected_epochs = max(1, int(selected["best_epoch"]))
     inputs = net.inputs
     every = np.sort(np.concatenate([inputs.train_idx, inputs.val_idx]))
-    fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, epochs=epochs)
     train = net.training_patches(every)
+    n_selected = len(net.training_patches(inputs.train_idx)["images"])
+    epochs = refit_epochs(selected_epochs, n_selected, len(train["images"]))
+    fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, epochs=epochs)
     trained = train_segmenter(net.on_device(train), None, net.model_cfg, net.profile, epochs, net.seed, net.device,
                               ck_dir, fp, desc="unet_final")
     wells = sorted(int(w) for w in np.unique(inputs.data["well"][every]))
-    metrics = {"epochs": epochs, "epochs_from": "the epoch the validation wells selected for stage unet",
+    metrics = {"epochs": epochs, "selected_epochs": selected_epochs, "selected_samples": n_selected,
+               "epochs_from": "the steps of the epoch the validation wells selected for stage unet",
                "wells": wells, "n_patches": int(len(every)), "n_border_windows": int(len(train["images"]) - len(every)),
                "profile": net.params["unet"]["profile"], "encoder": net.model_cfg["encoder"], "device": net.device}
     save_model(args.model, trained.model, net.model_cfg, {"stage": STAGE, "best_epoch": epochs, "wells": wells,
@@ -61,7 +66,8 @@ def main() -> None:
     save_json(args.metrics, metrics)
     save_curves(args.plots, trained.fit.history, {"epochs": epochs})
     shutil.rmtree(ck_dir, ignore_errors=True)
-    print(f"unet_final: refit on wells {wells} ({len(every)} patches) for {epochs} epochs")
+    print(f"unet_final: refit on wells {wells} ({len(every)} patches) for {epochs} epochs "
+          f"(the selected {selected_epochs} epochs' steps on {n_selected} training samples)")
 
 
 if __name__ == "__main__":

@@ -181,3 +181,23 @@ def test_data_card_splits_are_compared_side_by_side():
     assert table["header"] == ["key", "train", "test"]
     assert table["rows"] == [["n_patches", "14", "2"], ["per_well.2", "6", "–"], ["per_well.7", "–", "2"],
                              ["per_well.12", "8", "–"]]
+
+
+def test_generator_section_with_a_one_draw_floor_says_it_has_no_spread():
+    """The default size takes one floor draw (std None): the table says so rather than fail."""
+    from types import SimpleNamespace
+
+    from echocem.report.document import generated_patches_section
+
+    scores = {"amplitude": 0.4, "encoder": 0.38, "combined": 0.43}
+    iou = {"iou": 0.39, "iou_class1": 0.09, "iou_class2": 0.7, "n_patches": 64}
+    g = {"sinkhorn": {"real (training wells)": scores, "generated: same masks": scores},
+         "floor_draws": {"amplitude": {"mean": 0.15, "n": 1, "std": None},
+                         "encoder": {"mean": 0.62, "n": 3, "std": 0.01}},
+         "unet_real_heldout": iou, "faithfulness": {"generated: same masks": iou},
+         "faithfulness_ratio": {"generated: same masks": 0.53}, "checks": {"faithfulness >= 0.9 x real IoU": False}}
+    section = generated_patches_section(SimpleNamespace(gen_patches=g, gen_patches_figures={}, study=None,
+                                                        study_figure=None))
+    table = next(b for b in section.blocks if isinstance(b, Table) and b.id == "gen-sinkhorn")
+    assert table.rows[-1] == ["floor spread over draws (mean ± std)", "0.150 (1 draw: no spread)",
+                              "0.620 ± 0.010 (3)", "–"]

@@ -12,7 +12,7 @@ from echocem.io import EchoCemError
 from echocem.seg.dataset import labelled_set
 from echocem.seg.folds import oof_plan
 from echocem.seg.inputs import fingerprint
-from echocem.seg.segmenter import train_segmenter
+from echocem.seg.segmenter import refit_epochs, train_segmenter
 from echocem.seg.unet import model_config
 
 TRAIN_WELLS, VAL_WELLS = (1, 2, 3), (4,)
@@ -102,3 +102,12 @@ def test_oof_plan_partitions_the_training_wells():
         oof_plan(wells, [1, 2, 3, 4], [[1, 2, 3], [4, 5]])
     with pytest.raises(EchoCemError, match=r"must partition train_wells; repeated \[2\], missing \[4\]"):
         oof_plan(wells, [1, 2, 3, 4], [[1, 2], [2, 3]])
+
+
+def test_a_refit_takes_the_steps_the_validation_chose():
+    # 15 epochs on 98 samples are 1470 sample-steps: on 258 samples, 6 epochs (5.7 rounded)
+    assert refit_epochs(15, 98, 258) == 6
+    assert refit_epochs(4, 100, 100) == 4
+    assert refit_epochs(1, 10, 1000) == 1  # never zero
+    with pytest.raises(ValueError, match="positive counts"):
+        refit_epochs(0, 10, 20)

@@ -304,6 +304,15 @@ def transport_section(run: Run, figure_png: bytes | None) -> Section:
     return Section("transport", title, blocks)
 
 
+def _floor_cell(draws: dict | None) -> str:
+    """mean ± std (n) of the floor's draws; one draw has no spread to show."""
+    if not draws:
+        return "–"
+    if draws.get("std") is None:
+        return f"{draws['mean']:.3f} (1 draw: no spread)"
+    return f"{draws['mean']:.3f} ± {draws['std']:.3f} ({draws['n']})"
+
+
 def generated_patches_section(run: Run) -> Section:
     """The mask-conditioned patch generator: how close and how faithful, and whether it helps."""
     title = "Generated ultrasonic patches"
@@ -323,9 +332,8 @@ def generated_patches_section(run: Run) -> Section:
         floor = g.get("floor_draws", {})
         rows = [[name, *(fmt(g["sinkhorn"][name].get(b)) for b in ("amplitude", "encoder", "combined"))]
                 for name in sets]
-        rows.append(["floor spread over draws (mean ± std)",
-                     *(f"{floor[b]['mean']:.3f} ± {floor[b]['std']:.3f} ({floor[b]['n']})" if b in floor else "–"
-                       for b in ("amplitude", "encoder", "combined"))])
+        rows.append(["floor spread over draws (mean ± std)", *(_floor_cell(floor.get(b)) for b in
+                                                               ("amplitude", "encoder", "combined"))])
         blocks.append(Table(["set", "amplitude", "encoder", "combined"], rows,
                             "Sinkhorn divergence to the held-out patches", id="gen-sinkhorn"))
         real = g["unet_real_heldout"]

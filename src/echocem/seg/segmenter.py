@@ -57,3 +57,15 @@ def train_segmenter(
     base.load_state_dict(result.best_state)
     base.eval()
     return Trained(model=base, fit=result, accel=accel)
+
+
+def refit_epochs(selected_epochs: int, n_selected: int, n_refit: int) -> int:
+    """Epochs of a refit on `n_refit` samples that take the optimizer steps the selected run took.
+
+    The validation chose a step count (its epoch on `n_selected` training samples, the
+    learning-rate schedule stretched over it); a refit on more samples for as many epochs
+    would take more steps than were ever validated, and cost that much more.
+    """
+    if min(selected_epochs, n_selected, n_refit) < 1:
+        raise ValueError(f"refit_epochs needs positive counts, got {selected_epochs}, {n_selected}, {n_refit}")
+    return max(1, round(selected_epochs * n_selected / n_refit))
