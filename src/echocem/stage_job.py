@@ -26,8 +26,17 @@ from pathlib import Path
 from echocem.checkout import JobLock, guarded_lock_write, record_lock, repo_of_run
 from echocem.io import EchoCemError
 
+UP_TO_DATE = "up to date (DVC finds its deps, params and outs as recorded): nothing to run"
+
+
 def _log(message: str) -> None:
     print(f"[run-stage] {message}", flush=True)
+
+
+def job_was_skipped(log_text: str, name: str) -> bool:
+    """Whether a job's log (logs/<stage>.log) says DVC found its stage up to date, so that the
+    job's Snakemake benchmark timed the check, not the stage."""
+    return f"[run-stage] {name}: {UP_TO_DATE}" in log_text
 
 
 def _find_stage(repo, name: str):
@@ -62,7 +71,7 @@ def run_stage(name: str, root: str | Path = ".") -> int:
         stage = _find_stage(repo, name)
         changes = stage.status()
         if not changes:
-            _log(f"{name}: up to date (DVC finds its deps, params and outs as recorded): nothing to run")
+            _log(f"{name}: {UP_TO_DATE}")
             return 0
         _log(f"{name}: out of date: {json.dumps(changes.get(stage.addressing, changes))}")
         before = dep_hashes(stage)

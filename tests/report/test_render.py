@@ -173,6 +173,25 @@ def test_load_run_reports_absent_and_broken_benchmarks_as_missing(tmp_path):
     assert rows["ingest"][1] == "1.5" and rows["unet"][1] == rows["evaluate"][1] == "–"
 
 
+def test_a_job_that_found_its_stage_up_to_date_shows_no_run_time(tmp_path):
+    """The job ran `run-stage`, DVC found the stage as recorded: its benchmark timed that check (2 s),
+    not the stage, so the table shows a dash rather than a run time the stage never had."""
+    from echocem.stage_job import UP_TO_DATE
+
+    stages = {n: Stage(n, f"python stages/{n}.py", (), (), (), (), (), ()) for n in ("ingest", "unet")}
+    bench = tmp_path / "logs" / "benchmarks"
+    bench.mkdir(parents=True)
+    for name in stages:
+        (bench / f"{name}.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n2.1\t0:00:02\t73\t2.0\n")
+    (tmp_path / "logs" / "ingest.log").write_text("[run-stage] ingest: $ python stages/ingest.py\n"
+                                                  "[run-stage] ingest: recorded\n")
+    (tmp_path / "logs" / "unet.log").write_text(f"[run-stage] unet: {UP_TO_DATE}\n")
+    run = load_run(tmp_path, stages, {"seed": 1}, ["seed"], self_stage=None)
+    assert set(run.benchmarks) == {"ingest"}
+    rows = {r[0]: r for r in read_page(render_html(build_document(run), css="")).tables["runtime-table"]["rows"]}
+    assert rows["ingest"][1] == "2.1" and rows["unet"][1] == "–"
+
+
 def test_data_card_splits_are_compared_side_by_side():
     card = {"splits": {"train": {"n_patches": 14, "per_well": {"2": 6, "12": 8}},
                        "test": {"n_patches": 2, "per_well": {"7": 2}}}}

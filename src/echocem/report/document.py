@@ -388,7 +388,8 @@ def runtime_section(run: Run, runtime_png: bytes | None) -> Section:
     rows.append(["total", f"{total:.1f}", "", "", ""])
     blocks: list[Block] = [Table(["stage", "wall s", "h:m:s", "max RSS MB", "CPU s"], rows,
                                  "From Snakemake's benchmark files, the last time each stage ran; a dash: no "
-                                 "benchmark (the stage was run by DVC, or is this report).", id="runtime-table",
+                                 "timing (the stage was run by DVC, its last job found it up to date, or it "
+                                 "is this report).", id="runtime-table",
                                  highlight={len(rows) - 1})]
     if runtime_png is not None:
         blocks.append(Figure("Wall-clock time per stage", runtime_png))
