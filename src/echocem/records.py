@@ -8,6 +8,7 @@ a folder, matches an ignore pattern, parses dvc.lock or knows the cache layout.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,6 @@ def _status_entries(status: list) -> tuple[dict[str, str], dict[str, str], dict[
 
 def _repo_path(item, root: str) -> str:
     """A dep's or out's path from the repository root (a .dvc file's paths are relative to its folder)."""
-    import os
-
     return Path(os.path.relpath(item.fs_path, root)).as_posix()
 
 

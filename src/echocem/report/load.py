@@ -27,10 +27,10 @@ from typing import Any, Mapping
 
 from echocem.checkout import inside_run
 from echocem.dag import Stage
-from echocem.stage_job import job_was_skipped
 from echocem.io import EchoCemError, load_json
 from echocem.provenance import code_version, load_manifest, package_versions
 from echocem.records import StageRecord, read_records
+from echocem.stage_job import job_was_skipped
 
 # The challenge's ladder (echocem.seg.ladder) and the generative tasks, in reading order.
 LADDER_KEYS = ("iou", "iou_class1", "iou_class2", "n_patches")
