@@ -14,16 +14,20 @@ from pathlib import Path
 from echocem.dag import load_pipeline
 from echocem.execution import stage_resources, stage_threads
 from echocem.params import load_params
-from echocem.staleness import stale_stages, to_run, write_markers
+from echocem.staleness import RETIRED, status_answer, to_run, write_markers
 
 # Validated before anything is scheduled: a bad key stops the run here, named.
 PARAMS = load_params("params.yaml")
 STAGES = load_pipeline(".")
 # What DVC reports out of date, and everything downstream of it. Asked in the
 # main process only: a cluster job runs the one job it was given (--force).
-RUN = set()
+# RETIRING: dvc.lock entries of stages dvc.yaml no longer has (echocem.retired),
+# whose outputs and entries the run removes before its first job.
+RUN, RETIRING = set(), []
 if workflow.is_main_process:
-    RUN = to_run(STAGES, stale_stages(".", STAGES))
+    _ANSWER = status_answer(".", STAGES)
+    RUN = to_run(STAGES, {name: changes for name, changes in _ANSWER.items() if name in STAGES})
+    RETIRING = _ANSWER.get(RETIRED, [])
     write_markers(".", STAGES, RUN)
 
 # Stage commands say `python ...`: run them with the interpreter running Snakemake.
@@ -64,7 +68,7 @@ for _stage in STAGES.values():
 
 
 onstart:
-    start_run()
+    start_run(STAGES, RETIRING)
 
 
 onsuccess:

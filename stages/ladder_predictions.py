@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echocem.io import EchoCemError, load_npz, save_npz
+from echocem.io import load_json, load_npz, save_npz
 from echocem.runtime import resolve_device, stage_main, start_stage
 from echocem.seg.context import Inference, predict_probs, take
 from echocem.seg.folds import oof_plan
@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--unet-pred", required=True, help="its validation predictions (.npz, patch by patch)")
     p.add_argument("--folds", required=True, help="folder of the out-of-fold U-Nets (fold_<k>.pt)")
     p.add_argument("--students", required=True, help="folder of the pseudo-label students (student_<k>.pt)")
+    p.add_argument("--pseudo-metrics", required=True, help="pseudo-labels record (.json: the test folds)")
     p.add_argument("--postproc", required=True, help="the post-processing U-Net (.pt)")
     p.add_argument("--out", required=True, help="output: labels per rung and per network (.npz)")
     return p.parse_args()
@@ -59,10 +60,9 @@ def main() -> None:
     plan = oof_plan(inputs.data["well"], inputs.splits["train_wells"], inputs.splits["oof_folds"])
     main_model = load_model(args.unet)[0]
     folds = [load_model(Path(args.folds) / f"fold_{f.number}.pt")[0] for f in plan]
-    student_files = sorted(Path(args.students).glob("student_*.pt"))
-    if not student_files:
-        raise EchoCemError(f"{args.students}: no student_<k>.pt")
-    students = [load_model(f)[0] for f in student_files]
+    # exactly the students of the test folds of this run (one per fold), never a leftover file
+    n_students = len(load_json(args.pseudo_metrics)["test_folds"])
+    students = [load_model(Path(args.students) / f"student_{k}.pt")[0] for k in range(n_students)]
 
     def probs_of(models, sections: bool, tta: bool, desc: str) -> np.ndarray:
         how = Inference.from_params(profile["context"], batch, sections=sections, tta=tta)

@@ -75,9 +75,11 @@ def main() -> None:
     inputs = {"unet_model": base, "test_data": test_path, "normalization": norm_path}
     models = [load_model(base)[0]]
     if cfg["ensemble"]:
-        for f in sorted(Path(args.folds).glob("fold_*.pt")):
-            models.append(load_model(f)[0])
-            inputs[f"unet_{f.stem}"] = str(f)
+        # exactly the folds splits.json names: a folder can hold a model of a fold dropped since
+        for k in range(len(load_json(Path(args.prepared) / "splits.json")["oof_folds"])):
+            path = Path(args.folds) / f"fold_{k}.pt"
+            models.append(load_model(path)[0])
+            inputs[f"unet_fold_{k}"] = str(path)
     # the test wells, each with the networks that predict it (a student only for its own test fold)
     groups = [(sorted(int(w) for w in np.unique(test["well"])), models)]
     if cfg["pseudo"]:

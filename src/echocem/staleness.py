@@ -26,6 +26,9 @@ from typing import Mapping
 from echocem.dag import MEMO_DIR, Stage, descendants_and_self, file_signature, read_memo, resolution_key, write_memo
 from echocem.io import EchoCemError
 
+# Key of the status answer listing the dvc.lock entries of stages dvc.yaml no longer has (echocem.retired)
+RETIRED = "retired stages"
+
 STALE_DIR = MEMO_DIR / "stale"
 _DVC_STATE_FILES = ("dvc.lock", ".dvcignore", ".dvc/config", ".dvc/config.local", ".dvc/cache")
 
@@ -45,8 +48,22 @@ def status_key(root: Path, stages: Mapping[str, Stage]) -> list:
     return [resolution_key(root), file_signature(root, [*_DVC_STATE_FILES, *_dvc_files(root), *paths])]
 
 
-def dvc_status(root: str | Path = ".", held: bool = False) -> dict[str, list]:
-    """`dvc status` as a dict (stage -> what changed).
+def _status_of(repo, stages: Mapping[str, Stage]) -> dict[str, list]:
+    """DVC's status, plus the readers of outputs of stages that dvc.yaml no longer has (which
+    DVC does not see: echocem.retired) and, under RETIRED, the names of those stages."""
+    from echocem.retired import readers_of_retired, retired_entries
+
+    status = repo.status()
+    retired = retired_entries(repo, stages)
+    for name, changes in readers_of_retired(retired, stages).items():
+        status[name] = [*status.get(name, []), *changes]
+    if retired:
+        status[RETIRED] = sorted(retired)
+    return status
+
+
+def dvc_status(root: str | Path, stages: Mapping[str, Stage], held: bool = False) -> dict[str, list]:
+    """`dvc status` as a dict (stage -> what changed), with the readers of retired outputs.
 
     Outside a run it takes DVC's lock, so it is refused while a run holds the
     checkout. Inside a run (`held`: the run's own process or one of its jobs)
@@ -61,12 +78,12 @@ def dvc_status(root: str | Path = ".", held: bool = False) -> dict[str, list]:
     try:
         if held:
             with repo_of_run(root) as repo:
-                return repo.status()
+                return _status_of(repo, stages)
         with Repo(str(root)) as repo, lock_repo(repo):
             note = repair_lock(root)  # holding DVC's lock: no run is writing dvc.lock
             if note:
                 print(f"echocem: {note}", file=sys.stderr)
-            return repo.status()
+            return _status_of(repo, stages)
     except LockError as exc:
         raise EchoCemError(f"this checkout is busy: {describe_holder(Path(root))}. "
                            "Wait for that run to end (or stop it) and start again.") from exc
@@ -74,17 +91,22 @@ def dvc_status(root: str | Path = ".", held: bool = False) -> dict[str, list]:
         raise EchoCemError(f"dvc status failed: {exc}") from exc
 
 
-def stale_stages(root: str | Path, stages: Mapping[str, Stage], held: bool = False) -> dict[str, list]:
-    """Stages DVC reports out of date (name -> DVC's list of changes), memoised."""
+def status_answer(root: str | Path, stages: Mapping[str, Stage], held: bool = False) -> dict[str, list]:
+    """`dvc_status`, memoised: stage -> changes, and RETIRED -> stages to retire."""
     root = Path(root)
     key = status_key(root, stages)
     cached = read_memo(root, "status", key)
     if cached is None:
-        cached = dvc_status(root, held)
+        cached = dvc_status(root, stages, held)
         # keep the answer only if nothing changed while DVC was looking
         if status_key(root, stages) == key:
             write_memo(root, "status", key, cached)
-    return {name: changes for name, changes in cached.items() if name in stages}
+    return cached
+
+
+def stale_stages(root: str | Path, stages: Mapping[str, Stage], held: bool = False) -> dict[str, list]:
+    """Stages DVC reports out of date (name -> DVC's list of changes), memoised."""
+    return {name: changes for name, changes in status_answer(root, stages, held).items() if name in stages}
 
 
 def refresh_memo(root: str | Path, stages: Mapping[str, Stage]) -> None:

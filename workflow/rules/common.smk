@@ -1,7 +1,8 @@
 # Helpers for the rules made from DVC's stages (Snakemake's flags live here).
 import shutil
+import sys
 
-from echocem.checkout import hold
+from echocem.checkout import guarded_lock_write, hold, record_lock, repo_of_run
 from echocem.dag import covers, dep_sources, is_dir_path
 from echocem.staleness import marker, refresh_memo
 
@@ -47,8 +48,15 @@ def declared_output(stage, path):
 _HELD = {}  # the checkout this run holds (onstart), freed at its end
 
 
-def start_run():
+def start_run(stages, retiring):
     _HELD["checkout"] = hold(".")
+    if retiring:  # before any job: the stages reading these outputs are among those to run
+        from echocem.retired import retire
+
+        with repo_of_run(".") as repo, record_lock(".", exclusive=True):
+            for name, outs in retire(repo, stages, guarded_lock_write(".")).items():
+                print(f"echocem: stage {name} is no longer in dvc.yaml: removed its dvc.lock entry"
+                      + (f" and its outputs {', '.join(outs)}" if outs else ""), file=sys.stderr)
     # Snakemake copies an `update` output before its job and removes the copy after it; a
     # killed run leaves the copy behind, and the next run's copy would then fail. With the
     # checkout held no job runs, so any copy left is stale (the outputs themselves are intact:
