@@ -1,6 +1,7 @@
 # Snakemake view of the pipeline. The DAG is declared once, in dvc.yaml, and
 # resolved by DVC (echocem.dag); this file makes one rule per DVC stage and adds
-# only execution hints from params.yaml `execution`: threads, memory, wall time, GPUs.
+# only execution hints from params.yaml `execution`: threads, memory, wall time, GPUs,
+# priority.
 #
 # DVC decides what is out of date (echocem.staleness): inputs are `ancient` and a
 # per-stage marker tells Snakemake which stages DVC reports stale (common.smk), so
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from echocem.dag import load_pipeline
-from echocem.execution import stage_resources, stage_threads
+from echocem.execution import stage_priority, stage_resources, stage_threads
 from echocem.params import load_params
 from echocem.staleness import RETIRED, status_answer, to_run, write_markers
 
@@ -59,6 +60,7 @@ for _stage in STAGES.values():
         benchmark:
             f"logs/benchmarks/{_stage.name}.tsv"
         threads: stage_threads(PARAMS, _stage)
+        priority: stage_priority(PARAMS, _stage)
         resources:
             **stage_resources(PARAMS, _stage),
         message:

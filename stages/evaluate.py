@@ -72,15 +72,17 @@ def main() -> None:
     scores = {rung: patch_scores(truth, pred, widths) for rung, pred in preds.items()}
     folds = np.stack([patch_scores(truth, nets[k], widths) for k in sorted(nets) if k.startswith("alone_fold_")])
     students = np.stack([patch_scores(truth, nets[k], widths) for k in sorted(nets) if k.startswith("alone_student_")])
-    extra = {"unet_one_well_fewer": folds, "student_alone": students}
+    extra = {"unet_one_well_fewer": folds, "student_alone": students,
+             "postproc_on_tta": patch_scores(truth, nets["postproc_on_tta"], widths)}
     pairs = [(b, a) for a, b in zip(ladder["order"], ladder["order"][1:])]
-    pairs += [("unet", "unet_one_well_fewer"), ("student_alone", "unet")]
+    pairs += [("unet", "unet_one_well_fewer"), ("student_alone", "unet"), ("postproc_on_tta", "tta")]
     tables = ladder_intervals({**scores, **extra}, wells, order=[*ladder["order"], *extra], pairs=pairs,
                               n_boot=int(cfg["n_boot"]), level=float(cfg["level"]), seed=int(params["seed"]))
     ladder["intervals"] = records(tables["rungs"])
     ladder["differences"] = records(tables["differences"])
     ladder["labels"] = {**RUNG_LABELS, "unet_one_well_fewer": "U-Net, one training well fewer (out-of-fold, mean)",
-                        "student_alone": "pseudo-label student alone (mean)"}
+                        "student_alone": "pseudo-label student alone (mean)",
+                        "postproc_on_tta": "+ post-processing U-Net on the TTA rung (no ensemble, no students)"}
     ladder["bootstrap"] = {"n_boot": int(cfg["n_boot"]), "level": float(cfg["level"]),
                            "resampling": "patches, within their validation well", "n_patches": int(len(va)),
                            "n_out_of_fold_unets": int(len(folds)), "n_students": int(len(students))}

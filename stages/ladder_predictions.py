@@ -84,6 +84,10 @@ def main() -> None:
                                                         device, batch), widths)
     alone = {f"alone_fold_{k}": labels_from_proba(probs_of([m], False, False, f"fold {k} alone"), widths)
              for k, m in enumerate(folds)}
+    # the refiner on the main U-Net's own probabilities: its gain where the ensemble and the
+    # students are switched off (the ladder's postproc rung refines everything above it)
+    alone["postproc_on_tta"] = labels_from_proba(refine_proba(refiner, full["main"], val["images"], widths,
+                                                              inputs.spec, device, batch), widths)
     alone.update({f"alone_student_{k}": labels_from_proba(probs_of([m], False, False, f"student {k} alone"), widths)
                   for k, m in enumerate(students)})
     save_npz(args.out, ids=val["ids"], well=val["well"], **{f"rung_{k}": v for k, v in labels.items()}, **alone)

@@ -1,4 +1,4 @@
-"""Scheduler hints for a stage from params `execution`: threads, memory, wall time, GPUs.
+"""Scheduler hints for a stage from params `execution`: threads, memory, wall time, GPUs, priority.
 
 No stage reads these keys, so changing them never makes a result out of date.
 A matrix/foreach stage ("gen@banana") takes the hints of its own name, else of
@@ -34,3 +34,8 @@ def stage_resources(params: Mapping, stage: Stage) -> dict[str, int]:
     if gpus:
         res["gpu"] = gpus
     return res
+
+
+def stage_priority(params: Mapping, stage: Stage) -> int:
+    """Snakemake's rule priority (higher starts first among ready jobs; default 0)."""
+    return int(_lookup(params["execution"].get("priority", {}), stage, 0))

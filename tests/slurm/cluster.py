@@ -36,7 +36,7 @@ PARTITION = "debug"
 # checked end to end on a machine without one; the stage itself still computes
 # on the CPU (execution.device). SLURM wants one device file per GPU and never
 # opens it: any character device will do. Two, so the GPU stages that may run
-# side by side (unet, unet_oof) do.
+# side by side (unet, unet_fold@k) do.
 GPU_FILES = ("/dev/null", "/dev/zero")
 
 
