@@ -94,8 +94,8 @@ def main() -> None:
         "paired_gain": intervals,
         "generators": gen_info,
         "runs": records,
-        "interval_method": "echocem.stats.paired_difference over (seed, held-out patch) items, patches "
-                           "resampled within each seed",
+        "interval_method": "echocem.stats.paired_difference_clustered over (seed, held-out patch) items: "
+                           "seeds resampled, then the patches of each drawn seed",
     }
     save_json(args.metrics, metrics)
     save_text(args.table, table_markdown(table))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from echocem.io import EchoCemError
-from echocem.stats import Interval, bootstrap_mean, normal_interval, paired_difference, seed_spread
+from echocem.stats import (Interval, bootstrap_mean, normal_interval, paired_difference,
+                           paired_difference_clustered, seed_spread)
 
 
 def test_constant_sample_gives_zero_width_interval():
@@ -136,3 +137,28 @@ def test_seed_spread():
 def test_bad_input_raises_a_clear_error(call, message):
     with pytest.raises(EchoCemError, match=message):
         call()
+
+
+def test_clustered_two_constant_clusters_span_both_levels():
+    """Two clusters of equal size, constant within: a resample's mean is c1, the midpoint or c2
+    (probabilities 1/4, 1/2, 1/4), so the 95 % interval is exactly [c1, c2]."""
+    diff = np.r_[np.full(50, 0.1), np.full(50, -0.3)]
+    iv = paired_difference_clustered(diff, np.zeros(100), np.r_[np.zeros(50), np.ones(50)], n_boot=4000, seed=3)
+    assert iv.estimate == pytest.approx(-0.1)
+    assert iv.low == pytest.approx(-0.3) and iv.high == pytest.approx(0.1)
+    assert iv.n_groups == 2 and "two-level" in iv.method
+    # the stratified interval keeps both clusters every time: it sees no spread at all
+    flat = paired_difference(diff, np.zeros(100), np.r_[np.zeros(50), np.ones(50)], n_boot=4000, seed=3)
+    assert flat.low == pytest.approx(-0.1) and flat.high == pytest.approx(-0.1)
+
+
+def test_clustered_equal_clusters_match_the_item_bootstrap():
+    """Clusters that agree add no spread: the two-level interval is about the items' one."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.05, 0.1, 300)
+    clusters = np.repeat([0, 1, 2], 100)
+    a = np.tile(base[:100], 3)  # three seeds with identical scores
+    two = paired_difference_clustered(a, np.zeros(300), clusters, n_boot=3000, seed=1)
+    one = paired_difference(a, np.zeros(300), clusters, n_boot=3000, seed=1)
+    assert two.width == pytest.approx(one.width, rel=0.25)
+    assert paired_difference_clustered(a, np.zeros(300), clusters, n_boot=3000, seed=1) == two  # seeded

@@ -115,3 +115,19 @@ def test_train_unet_runs_exactly_the_steps(wells, norm_spec, repo_params, monkey
     model, steps = unet_adapter.train_unet(x, wells["masks"][:10], wells["widths"][:10], profile, 5, 0, "cpu")
     assert steps == 5 and counted == [4] * 5
     assert not model.training
+
+
+def test_seeds_that_disagree_give_no_difference():
+    """Per-seed gains -0.18, +0.01, -0.02 (as the default study measured): the patches alone
+    would call it a loss; with the seeds resampled it is inside the noise."""
+    records = []
+    for seed, shift in enumerate((-0.18, 0.01, -0.02)):
+        recs = records_with_gain("1", shift, n_seeds=1, seed=10 + seed)
+        for r in recs:
+            r["seed_index"] = seed
+        records += recs
+    table, intervals = summarise(records, n_boot=2000)
+    row = table.iloc[0]
+    assert row["gain"] == pytest.approx(-0.0633, abs=0.01)
+    assert row["gain_low"] < -0.1 and row["gain_high"] > 0 and row["verdict"] == "no difference"
+    assert intervals["1"]["per_seed_gain"] == pytest.approx([-0.18, 0.01, -0.02], abs=0.01)

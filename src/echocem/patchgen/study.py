@@ -16,8 +16,9 @@ step.
 
 Aggregation: per k, each arm's IoU over seeds (mean, std, n) and the paired
 gain with-minus-without: its estimate is the mean over seeds and held-out
-patches, its interval the percentile bootstrap of echocem.stats.paired_difference
-with the patches resampled within each seed (the seeds are strata). The
+patches, its interval the two-level percentile bootstrap of
+echocem.stats.paired_difference_clustered: seeds drawn with replacement, then
+the patches of each drawn seed, so the interval covers the seeds' spread. The
 verdict is "gain" when the interval lies above 0, "loss" when below, and
 "no difference" otherwise: inside the noise is reported as no difference.
 """
@@ -90,7 +91,7 @@ def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot:
     """
     import pandas as pd
 
-    from echocem.stats import paired_difference, seed_spread
+    from echocem.stats import paired_difference_clustered, seed_spread
 
     if not records:
         raise EchoCemError("augmentation study: no runs to summarise")
@@ -106,7 +107,9 @@ def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot:
         a = np.concatenate([np.asarray(by_seed["with"][s]["scores"], float) for s in seeds])
         b = np.concatenate([np.asarray(by_seed["without"][s]["scores"], float) for s in seeds])
         strata = np.concatenate([np.full(len(by_seed["with"][s]["scores"]), s) for s in seeds])
-        gain = paired_difference(a, b, strata, n_boot=n_boot, level=level, seed=derived_seed(seed, "study", k))
+        # seeds, then patches: the gain's interval covers the spread between training runs too
+        gain = paired_difference_clustered(a, b, strata, n_boot=n_boot, level=level,
+                                           seed=derived_seed(seed, "study", k))
         without = seed_spread([float(np.mean(by_seed["without"][s]["scores"])) for s in seeds])
         with_ = seed_spread([float(np.mean(by_seed["with"][s]["scores"])) for s in seeds])
         per_seed = [float(np.mean(by_seed["with"][s]["scores"]) - np.mean(by_seed["without"][s]["scores"]))
