@@ -7,6 +7,7 @@ and the prepared files of the data contract (docs/architecture.md).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -129,8 +130,9 @@ def models(workspace) -> Path:
     torch.manual_seed(0)
     section = {"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
     cfg = model_config(section)
-    for path in ("models/unet.pt", "models/unet_final.pt", "models/folds/fold_0.pt", "models/folds/fold_1.pt",
-                 "models/students/student_0.pt"):
+    n_folds = len(json.loads((workspace / "data/prepared/splits.json").read_text())["oof_folds"])
+    folds = [f"models/folds/fold_{k}.pt" for k in range(n_folds)]
+    for path in ("models/unet.pt", "models/unet_final.pt", *folds, "models/students/student_0.pt"):
         (workspace / path).parent.mkdir(parents=True, exist_ok=True)
         save_model(workspace / path, build_model(cfg), cfg, {})
     rcfg = refiner_config(section, 1e-4)
@@ -146,6 +148,8 @@ SUBMISSION_ARGS = ("--ingested", "data/ingested", "--prepared", "data/prepared",
 
 def test_submission_stage_writes_a_valid_csv_and_its_manifest(models):
     root = models
+    # a model left by a fold dropped since (more folds before): never read, never in the manifest
+    shutil.copyfile(root / "models/folds/fold_0.pt", root / "models/folds/fold_9.pt")
     stage(root, "submission", *SUBMISSION_ARGS, "--out", "submission/submission.csv",
           "--manifest", "submission/manifest.json")
     test = load_npz(root / "data/ingested/test.npz")
@@ -156,10 +160,11 @@ def test_submission_stage_writes_a_valid_csv_and_its_manifest(models):
     manifest = json.loads((root / "submission/manifest.json").read_text())
     assert manifest["submission"]["md5"] == file_md5(csv) and manifest["submission"]["rows"] == N_TEST
     # the refit U-Net, the out-of-fold ones and the student of the test well's fold (tiny params switch all on)
-    expected = {"unet_model": "models/unet_final.pt", "unet_fold_0": "models/folds/fold_0.pt",
-                "unet_fold_1": "models/folds/fold_1.pt", "student_0": "models/students/student_0.pt",
+    n_folds = len(json.loads((root / "data/prepared/splits.json").read_text())["oof_folds"])
+    expected = {"unet_model": "models/unet_final.pt", "student_0": "models/students/student_0.pt",
                 "postproc_model": "models/postproc_unet.pt", "test_data": "data/ingested/test.npz",
-                "normalization": "data/prepared/normalization.json"}
+                "normalization": "data/prepared/normalization.json",
+                **{f"unet_fold_{k}": f"models/folds/fold_{k}.pt" for k in range(n_folds)}}
     assert {role: entry["path"] for role, entry in manifest["inputs"].items()} == expected
     for entry in manifest["inputs"].values():
         assert entry["md5"] == file_md5(root / entry["path"])
