@@ -15,7 +15,7 @@ from pathlib import Path
 from echocem.dag import load_pipeline
 from echocem.execution import stage_priority, stage_resources, stage_threads
 from echocem.params import load_params
-from echocem.staleness import RETIRED, status_answer, to_run, write_markers
+from echocem.staleness import RETIRED, stages_of, status_answer, to_run, write_markers
 
 # Validated before anything is scheduled: a bad key stops the run here, named.
 PARAMS = load_params("params.yaml")
@@ -27,7 +27,7 @@ STAGES = load_pipeline(".")
 RUN, RETIRING = set(), []
 if workflow.is_main_process:
     _ANSWER = status_answer(".", STAGES)
-    RUN = to_run(STAGES, {name: changes for name, changes in _ANSWER.items() if name in STAGES})
+    RUN = to_run(STAGES, stages_of(_ANSWER, STAGES))
     RETIRING = _ANSWER.get(RETIRED, [])
     write_markers(".", STAGES, RUN)
 

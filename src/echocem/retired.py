@@ -22,12 +22,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Mapping
 
-from echocem.dag import Stage
+from echocem.dag import Stage, covers
 
 
 def _overlap(a: str, b: str) -> bool:
-    """The same path, or one inside the other (POSIX paths relative to the repo root)."""
-    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+    """The same path, or one inside the other."""
+    return covers(a, b) or covers(b, a)
 
 
 def _lockfile(repo):

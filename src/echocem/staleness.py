@@ -104,9 +104,14 @@ def status_answer(root: str | Path, stages: Mapping[str, Stage], held: bool = Fa
     return cached
 
 
+def stages_of(answer: Mapping[str, list], stages: Mapping[str, Stage]) -> dict[str, list]:
+    """The out-of-date stages of a status answer (its RETIRED entry and any other key left out)."""
+    return {name: changes for name, changes in answer.items() if name in stages}
+
+
 def stale_stages(root: str | Path, stages: Mapping[str, Stage], held: bool = False) -> dict[str, list]:
     """Stages DVC reports out of date (name -> DVC's list of changes), memoised."""
-    return {name: changes for name, changes in status_answer(root, stages, held).items() if name in stages}
+    return stages_of(status_answer(root, stages, held), stages)
 
 
 def refresh_memo(root: str | Path, stages: Mapping[str, Stage]) -> None:

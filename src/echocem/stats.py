@@ -124,14 +124,10 @@ def bootstrap_means(values: np.ndarray, codes: np.ndarray, n_boot: int, seed: in
     return totals / values.size
 
 
-def _interval(values: np.ndarray, groups: Any, n_boot: int, level: float, seed: int, what: str) -> Interval:
-    _check_options(n_boot, level)
-    codes = _group_codes(groups, values.size)
-    boots = bootstrap_means(values, codes, int(n_boot), seed)
+def _percentile_interval(values: np.ndarray, boots: np.ndarray, level: float, n_groups: int, method: str) -> Interval:
+    """The mean of `values` with the percentile interval of its resampled means `boots`."""
     alpha = 1.0 - level
     low, high = np.quantile(boots, [alpha / 2.0, 1.0 - alpha / 2.0])
-    n_groups = int(codes.max()) + 1
-    strat = "stratified by group, " if n_groups > 1 else ""
     return Interval(
         estimate=float(values.mean()),
         low=float(low),
@@ -139,8 +135,30 @@ def _interval(values: np.ndarray, groups: Any, n_boot: int, level: float, seed: 
         level=float(level),
         n=int(values.size),
         n_groups=n_groups,
-        method=f"{what}: percentile bootstrap, {strat}{int(n_boot)} resamples",
+        method=method,
     )
+
+
+def _interval(values: np.ndarray, groups: Any, n_boot: int, level: float, seed: int, what: str) -> Interval:
+    _check_options(n_boot, level)
+    codes = _group_codes(groups, values.size)
+    boots = bootstrap_means(values, codes, int(n_boot), seed)
+    n_groups = int(codes.max()) + 1
+    strat = "stratified by group, " if n_groups > 1 else ""
+    return _percentile_interval(values, boots, level, n_groups,
+                                f"{what}: percentile bootstrap, {strat}{int(n_boot)} resamples")
+
+
+def _paired(a: Any, b: Any, what: str) -> np.ndarray:
+    """a - b, item by item, once both are checked to score the same items."""
+    arr_a = _as_values(a, "a")
+    arr_b = _as_values(b, "b")
+    if arr_a.shape != arr_b.shape:
+        raise EchoCemError(
+            f"{what}: a has {arr_a.size} values and b has {arr_b.size}; "
+            "they must be scores of the same items in the same order"
+        )
+    return arr_a - arr_b
 
 
 def bootstrap_mean(
@@ -175,14 +193,7 @@ def paired_difference(
     Resampling the per-item differences is resampling a and b with the same
     indices: both models are judged on the same resampled patches.
     """
-    arr_a = _as_values(a, "a")
-    arr_b = _as_values(b, "b")
-    if arr_a.shape != arr_b.shape:
-        raise EchoCemError(
-            f"paired_difference: a has {arr_a.size} values and b has {arr_b.size}; "
-            "they must be scores of the same items in the same order"
-        )
-    return _interval(arr_a - arr_b, groups, n_boot, level, seed, "paired difference")
+    return _interval(_paired(a, b, "paired_difference"), groups, n_boot, level, seed, "paired difference")
 
 
 def paired_difference_clustered(
@@ -204,13 +215,8 @@ def paired_difference_clustered(
     With few clusters the interval is coarse: with 3 seeds it cannot be narrower
     than the spread of their means allows.
     """
-    arr_a = _as_values(a, "a")
-    arr_b = _as_values(b, "b")
-    if arr_a.shape != arr_b.shape:
-        raise EchoCemError(f"paired_difference_clustered: a has {arr_a.size} values and b has {arr_b.size}; "
-                           "they must be scores of the same items in the same order")
+    values = _paired(a, b, "paired_difference_clustered")
     _check_options(n_boot, level)
-    values = arr_a - arr_b
     codes = _group_codes(clusters, values.size)
     members = [values[codes == g] for g in range(int(codes.max()) + 1)]
     sizes = np.array([m.size for m in members])
@@ -223,13 +229,9 @@ def paired_difference_clustered(
             rows = np.flatnonzero(drawn[:, slot] == g)
             if rows.size:
                 totals[rows] += m[rng.integers(0, m.size, size=(rows.size, m.size))].sum(axis=1)
-    boots = totals / counts
-    alpha = 1.0 - level
-    low, high = np.quantile(boots, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return Interval(estimate=float(values.mean()), low=float(low), high=float(high), level=float(level),
-                    n=int(values.size), n_groups=len(members),
-                    method=f"paired difference: two-level percentile bootstrap (clusters, then items within "
-                           f"them), {int(n_boot)} resamples")
+    return _percentile_interval(values, totals / counts, level, len(members),
+                                f"paired difference: two-level percentile bootstrap (clusters, then items "
+                                f"within them), {int(n_boot)} resamples")
 
 
 def seed_spread(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
