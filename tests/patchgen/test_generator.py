@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from echocem.patchgen.denoiser import IN_CHANNELS, build_velocity_net, condition, valid_columns
-from echocem.patchgen.flow import flow_matching_loss, sample
+from echocem.io import EchoCemError
+from echocem.patchgen.flow import flow_matching_loss, pixel_weights, sample
 from echocem.patchgen.generate import load_generator, save_generator
 from echocem.patchgen.workflow import draw, proposal_pairs, train_generator
 
@@ -52,6 +53,36 @@ def test_loss_is_masked_on_padding(tiny_size):
     a = flow_matching_loss(net, x1, cond, valid, "uniform", "data", g1)
     b = flow_matching_loss(net, x1_junk * valid, cond, valid, "uniform", "data", g2)
     assert torch.allclose(a, b)
+
+
+def test_tie_pixels_weigh_tie_weight_and_nothing_else_moves():
+    masks = torch.tensor([[[0, 1, 2, 1, -1]], [[0, 1, 2, 1, -1]]], dtype=torch.int8)
+    cond = condition(masks, torch.tensor([True, False]))  # the second patch's mask is dropped
+    valid = (masks >= 0).unsqueeze(1).float()
+    w = pixel_weights(cond, valid, 5.0)
+    assert w[0, 0, 0].tolist() == [1, 5, 1, 5, 0]  # TIE pixels 5, background and casing 1, padding 0
+    assert w[1, 0, 0].tolist() == [1, 1, 1, 1, 0]  # no mask, nothing to weigh
+    assert torch.equal(pixel_weights(cond, valid, 1.0), valid)  # 1: the unweighted loss
+    with pytest.raises(EchoCemError, match="tie_weight"):
+        pixel_weights(cond, valid, 0.5)
+
+
+def test_tie_weight_makes_the_loss_pay_for_tie_errors():
+    """An error on the TIE costs tie_weight times more than the same error elsewhere."""
+    net = lambda x_t, cond, t: torch.zeros_like(x_t)  # predicts a blank patch: errors where x1 is not 0
+    masks = torch.zeros(1, 4, 8, dtype=torch.int8)
+    masks[0, :, :2] = 1  # a quarter of the patch is TIE
+    cond = condition(masks, torch.tensor([True]))
+    valid = torch.ones(1, 1, 4, 8)
+    on_tie, off_tie = torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8)
+    on_tie[..., :2], off_tie[..., 2:4] = 1.0, 1.0
+
+    def loss(x1, weight):  # blank "data" output: the velocity error is x1 / (1 - t), whatever the noise
+        return float(flow_matching_loss(net, x1, cond, valid, "uniform", "data", torch.Generator().manual_seed(3),
+                                        weight))
+
+    assert loss(on_tie, 1.0) == pytest.approx(loss(off_tie, 1.0))  # unweighted: the same 8 pixels cost alike
+    assert loss(on_tie, 10.0) == pytest.approx(10 * loss(off_tie, 10.0))
 
 
 def test_samples_have_the_contract(trained, wells):

@@ -138,7 +138,7 @@ def fit_generator(net: nn.Module, data: GeneratorData, cfg: Mapping[str, Any], s
     """Train `net` (a VelocityNet on data's device) by flow matching for cfg["epochs"] epochs.
 
     `cfg` is a params `train` block: epochs, batch_size, lr, weight_decay,
-    warmup_fraction, crop_rows, depth_flip, mask_dropout, time_sampling,
+    warmup_fraction, crop_rows, depth_flip, mask_dropout, tie_weight, time_sampling,
     prediction, ema_decay. With `checkpoint_dir`, state is saved after every epoch and a
     rerun with the same fingerprint `fp` resumes after the last saved epoch.
     `on_epoch_end(epoch, row)` runs after each epoch's checkpoint (tests use it
@@ -178,7 +178,8 @@ def fit_generator(net: nn.Module, data: GeneratorData, cfg: Mapping[str, Any], s
         total = torch.zeros((), device=device)
         for s in range(per_epoch):
             x1, cond, valid = make_batch(data, perm[s * batch:(s + 1) * batch], cfg, gen)
-            loss = flow_matching_loss(net, x1, cond, valid, str(cfg["time_sampling"]), str(cfg["prediction"]), gen)
+            loss = flow_matching_loss(net, x1, cond, valid, str(cfg["time_sampling"]), str(cfg["prediction"]), gen,
+                                      float(cfg["tie_weight"]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
