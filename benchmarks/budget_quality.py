@@ -31,12 +31,8 @@ def compare(old: dict, new: dict, truth: dict, n_boot: int, level: float, seed: 
     if sorted(map(str, old["ids"])) != sorted(map(str, new["ids"])):
         raise EchoCemError("the two files hold different validation patches: they cannot be paired")
     ids = [str(i) for i in new["ids"]]
-    index = {str(i): n for n, i in enumerate(truth["ids"])}
-    missing = [i for i in ids if i not in index]
-    if missing:
-        raise EchoCemError(f"{len(missing)} validation ids are not in the ingested train split, e.g. {missing[0]}")
-    rows_of = np.array([index[i] for i in ids])
-    masks, widths = truth["masks"][rows_of], truth["widths"][rows_of]
+    masks = align_predictions(ids, truth["ids"], truth["masks"], "the ingested train split")
+    widths = align_predictions(ids, truth["ids"], truth["widths"], "the ingested train split")
     wells = np.asarray(new["well"])
     keys = [k for k in new if k not in ("ids", "well") and k in old]
     rows = []
@@ -44,9 +40,9 @@ def compare(old: dict, new: dict, truth: dict, n_boot: int, level: float, seed: 
         a = patch_scores(masks, align_predictions(ids, old["ids"], old[key], f"old {key}"), widths)
         b = patch_scores(masks, new[key], widths)
         d = paired_difference(b, a, wells, n_boot=n_boot, level=level, seed=seed)
-        lo_b = bootstrap_mean(b, wells, n_boot=n_boot, level=level, seed=seed)
+        new_ci = bootstrap_mean(b, wells, n_boot=n_boot, level=level, seed=seed)
         rows.append({"entry": key, "old": float(a.mean()), "new": float(b.mean()),
-                     "new_low": lo_b.low, "new_high": lo_b.high,
+                     "new_low": new_ci.low, "new_high": new_ci.high,
                      "gain": d.estimate, "gain_low": d.low, "gain_high": d.high,
                      "verdict": "no difference" if d.low <= 0 <= d.high else ("gain" if d.low > 0 else "loss")})
     return pd.DataFrame(rows)
@@ -62,12 +58,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     try:
-        table = compare(load_npz(args.old), load_npz(args.new), load_npz(args.ingested / "train.npz"),
-                        args.n_boot, args.level, args.seed)
+        new = load_npz(args.new)
+        table = compare(load_npz(args.old), new, load_npz(args.ingested / "train.npz"), args.n_boot, args.level,
+                        args.seed)
     except EchoCemError as exc:
         raise SystemExit(f"error: {exc}")
-    n = len(load_npz(args.new)["ids"])
-    print(f"{n} validation patches, {args.n_boot} bootstrap resamples within wells, level {args.level}")
+    print(f"{len(new['ids'])} validation patches, {args.n_boot} bootstrap resamples within wells, level {args.level}")
     with pd.option_context("display.width", 160, "display.float_format", "{:+.4f}".format):
         print(table.to_string(index=False))
 

@@ -119,6 +119,11 @@ def test_evaluate_stage(workspace):
                        "worst_patches.png"]
 
 
+def _n_folds(root: Path) -> int:
+    """The out-of-fold U-Nets the workspace's splits.json names (the stages read exactly those)."""
+    return len(json.loads((root / "data/prepared/splits.json").read_text())["oof_folds"])
+
+
 @pytest.fixture(scope="module")
 def models(workspace) -> Path:
     """Untrained tiny networks in the U-Net stages' file format (the stage only needs valid files)."""
@@ -130,8 +135,7 @@ def models(workspace) -> Path:
     torch.manual_seed(0)
     section = {"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
     cfg = model_config(section)
-    n_folds = len(json.loads((workspace / "data/prepared/splits.json").read_text())["oof_folds"])
-    folds = [f"models/folds/fold_{k}.pt" for k in range(n_folds)]
+    folds = [f"models/folds/fold_{k}.pt" for k in range(_n_folds(workspace))]
     for path in ("models/unet.pt", "models/unet_final.pt", *folds, "models/students/student_0.pt"):
         (workspace / path).parent.mkdir(parents=True, exist_ok=True)
         save_model(workspace / path, build_model(cfg), cfg, {})
@@ -160,11 +164,10 @@ def test_submission_stage_writes_a_valid_csv_and_its_manifest(models):
     manifest = json.loads((root / "submission/manifest.json").read_text())
     assert manifest["submission"]["md5"] == file_md5(csv) and manifest["submission"]["rows"] == N_TEST
     # the refit U-Net, the out-of-fold ones and the student of the test well's fold (tiny params switch all on)
-    n_folds = len(json.loads((root / "data/prepared/splits.json").read_text())["oof_folds"])
     expected = {"unet_model": "models/unet_final.pt", "student_0": "models/students/student_0.pt",
                 "postproc_model": "models/postproc_unet.pt", "test_data": "data/ingested/test.npz",
                 "normalization": "data/prepared/normalization.json",
-                **{f"unet_fold_{k}": f"models/folds/fold_{k}.pt" for k in range(n_folds)}}
+                **{f"unet_fold_{k}": f"models/folds/fold_{k}.pt" for k in range(_n_folds(root))}}
     assert {role: entry["path"] for role, entry in manifest["inputs"].items()} == expected
     for entry in manifest["inputs"].values():
         assert entry["md5"] == file_md5(root / entry["path"])
