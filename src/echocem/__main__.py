@@ -12,6 +12,7 @@ COMMANDS = {
     "validate-submission": ("echocem.seg.submission", "cli_validate", "check a submission CSV before upload"),
     "audit": ("echocem.audit", "cli_audit", "prove where a submission came from"),
     "check-params": ("echocem.params", "cli_check", "validate params.yaml"),
+    "set-params": ("echocem.params_overlay", "cli", "apply a preset (settings/*.yaml) or KEY=VALUE to params.yaml"),
     "transport-map": ("echocem.transport.maps", "cli", "apply a trained transport map to points (.npy)"),
     "run-stage": ("echocem.stage_job", "cli_run_stage", "run one DVC stage and record it (a Snakemake job)"),
 }
