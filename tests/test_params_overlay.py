@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from echocem.io import EchoCemError
-from echocem.params import load_params
+from echocem.params import get_key, load_params
 from echocem.params_overlay import load_preset, parse_assignment, set_params
 from tests.pipeline import REPO
 
@@ -84,10 +84,7 @@ def test_shipped_presets_apply_to_the_shipped_params(preset, params_copy):
     set_params(params_copy, [(k, v, preset.name) for k, v in values.items()])
     after = yaml.safe_load(params_copy.read_text())
     for dotted, value in values.items():
-        node = after
-        for part in dotted.split("."):
-            node = node[part]
-        assert node == value, dotted
+        assert get_key(after, dotted) == value, dotted
 
 
 def test_cli_applies_in_order_and_reports(params_copy):
