@@ -14,6 +14,7 @@ on a pool of Q samples drawn once (each network its own, `pool` points); all are
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,7 +26,7 @@ from echocem.transport.benchmark import Samplers, TrueMap, W2Pair
 from echocem.transport.entropic import fit_entropic
 from echocem.transport.fit_mgn import apply_model, fit_mgn
 from echocem.transport.icnn import fit_icnn
-from echocem.transport.linear import fit_bures
+from echocem.transport.linear import LinearMap, fit_bures
 from echocem.transport.metrics import cosine, l2_uvp
 
 # Korotin et al. (NeurIPS 2021), Mix3 -> Mix10, forward map, L2-UVP (%): the best solver per D
@@ -56,6 +57,49 @@ def replicate_seeds(seed: int, dim: int, replicate: int) -> dict[str, int]:
     return {"train": int(train), "eval": int(evaluation), "init": int(init)}
 
 
+@dataclass(frozen=True)
+class Replicate:
+    """The start of one replicate: its training stream, the evaluation points with T* on them, the
+    n_fit samples of P and Q and the Bures map fitted on them (every network's starting point)."""
+
+    gen: torch.Generator
+    samplers: Samplers
+    x_eval: np.ndarray
+    t_eval: np.ndarray
+    x_fit: np.ndarray
+    y_fit: np.ndarray
+    linear: LinearMap
+
+
+def start_replicate(pair: W2Pair, true_map: TrueMap, n_fit: int, seed: int, replicate: int, n_eval: int,
+                    dtype: torch.dtype = torch.float32, device: str = "cpu") -> Replicate:
+    """Seed replicate `replicate` (torch's global seed for the networks' init, the training stream), draw
+    its evaluation points from their own stream and its n_fit samples, fit the Bures map."""
+    seeds = replicate_seeds(seed, pair.dim, replicate)
+    torch.manual_seed(seeds["init"])
+    gen = torch.Generator().manual_seed(seeds["train"])
+    samplers = Samplers(pair, gen, dtype, device)
+    x_eval = Samplers(pair, torch.Generator().manual_seed(seeds["eval"]), torch.float64).sample_p(n_eval)
+    t_eval = true_map(x_eval).numpy()
+    x_fit = samplers.sample_p(n_fit).double().cpu().numpy()
+    y_fit = samplers.sample_q(n_fit).double().cpu().numpy()
+    return Replicate(gen, samplers, x_eval.numpy(), t_eval, x_fit, y_fit, fit_bures(x_fit, y_fit))
+
+
+
+def fit_network(name: str, net_cfg: dict, r: Replicate, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                log: Callable[[str], None] | None = None) -> tuple[torch.nn.Module, dict]:
+    """Train network `name` (one of NETWORKS) of a replicate, from its Bures map, on its training stream."""
+    dim = r.x_eval.shape[1]
+    if name == "icnn":
+        model, config, _ = fit_icnn(dim, net_cfg, r.samplers.sample_p, r.samplers.sample_q, r.linear, dtype, device,
+                                    log, generator=r.gen)
+    else:
+        model, config, _ = fit_mgn(name, dim, net_cfg, r.samplers.sample_p, r.samplers.sample_q, r.linear, r.gen,
+                                   dtype, device, log)
+    return model, config
+
+
 def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eval: int = 16384,
                   log: Callable[[str], None] = lambda _: None) -> tuple[dict, dict, dict]:
     """Train and score every method on one pair; returns (metrics, {map name: blob}, {stem: Figure})."""
@@ -67,18 +111,9 @@ def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eva
     identity_uvp: list[float] = []
     shown: dict = {}
     for rep in range(int(cfg["seeds"])):
-        seeds = replicate_seeds(seed, dim, rep)
-        torch.manual_seed(seeds["init"])
-        gen = torch.Generator().manual_seed(seeds["train"])
-        samplers = Samplers(pair, gen, dtype, device)
-        x_eval = Samplers(pair, torch.Generator().manual_seed(seeds["eval"]), torch.float64).sample_p(n_eval)
-        t_eval = true_map(x_eval).numpy()
-        x_eval = x_eval.numpy()
+        r = start_replicate(pair, true_map, int(cfg["n_fit"]), seed, rep, n_eval, dtype, device)
+        x_eval, t_eval, x_fit, y_fit, linear = r.x_eval, r.t_eval, r.x_fit, r.y_fit, r.linear
         identity_uvp.append(l2_uvp(x_eval, t_eval, pair.var_q))
-
-        x_fit = samplers.sample_p(int(cfg["n_fit"])).double().cpu().numpy()
-        y_fit = samplers.sample_q(int(cfg["n_fit"])).double().cpu().numpy()
-        linear = fit_bures(x_fit, y_fit)
         ent_cfg = cfg["entropic"]
         n_ent = min(int(ent_cfg["n"]), len(x_fit))
         entropic = fit_entropic(x_fit[:n_ent], y_fit[:n_ent], float(ent_cfg["blur"]), float(ent_cfg["scaling"]),
@@ -90,12 +125,7 @@ def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eva
                                                                      "blur": float(ent_cfg["blur"])})
         for name in NETWORKS:
             start = time.perf_counter()
-            if name == "icnn":
-                model, config, _ = fit_icnn(dim, cfg[name], samplers.sample_p, samplers.sample_q, linear, dtype,
-                                            device, log, generator=gen)
-            else:
-                model, config, _ = fit_mgn(name, dim, cfg[name], samplers.sample_p, samplers.sample_q, linear, gen,
-                                           dtype, device, log)
+            model, config = fit_network(name, cfg[name], r, dtype, device, log)
             log(f"d={dim} seed#{rep} {name}: trained in {time.perf_counter() - start:.1f} s")
             mapped[name] = apply_model(model, x_eval)
             budget = {k: cfg[name][k] for k in ("steps", "batch", "lr", "warmup", "pool") if k in cfg[name]}
