@@ -91,3 +91,35 @@ def test_report_table_and_figure_from_metrics(workspace: Path) -> None:
 def test_bad_dimension_fails_cleanly(workspace: Path) -> None:
     proc = stage(workspace, 3, check=False)
     assert proc.returncode == 2 and "--dim 3" in proc.stderr
+
+
+def test_a_diverged_seed_is_reported_as_such_not_averaged(workspace: Path) -> None:
+    """A run-away seed (the semi-dual ICNN scored 9e13 % at D = 64) shows as diverged in the table and
+    as a gap in the figures, and an MGN that diverged is not picked as the best one."""
+    from echocem.params import load_params
+    from echocem.transport.benchmark import load_pair
+    from echocem.transport.experiment import build_metrics
+    from echocem.transport.figures import uvp_bars_figure
+
+    params = load_params(workspace / "params.yaml")["transport_benchmark"]
+    cfg = params["profiles"][params["profile"]]
+    scores = {m: {"uvp": [3.0, 3.2], "cos": [0.9, 0.91]} for m in ("linear", "entropic", "mmgn")}
+    scores["cmgn"] = {"uvp": [0.5, 150.0], "cos": [0.99, 0.1]}   # one seed above 100 %: diverged
+    scores["icnn"] = {"uvp": [1.0, 9e13], "cos": [0.95, -0.2]}
+    metrics = build_metrics(load_pair(REPO / "third_party" / "w2bench", 2), cfg, 0, 512, scores, [200.0, 200.0])
+    assert [metrics["methods"][m]["uvp"]["n_diverged"] for m in ("linear", "cmgn", "mmgn", "icnn")] == [0, 1, 0, 1]
+    assert metrics["best_mgn"] == "mmgn" and metrics["mgn_vs_linear_uvp_ratio"] == 1.0
+
+    wide = formatted_table([metrics]).iloc[0]
+    assert wide["ICNN"] == "diverged on 1 of 2 seeds" and wide["C-MGN"] == "diverged on 1 of 2 seeds"
+    assert wide["M-MGN"].startswith("3.10 ± 0.14")
+    legacy = json.loads(json.dumps(metrics))        # a metrics file without the count: taken from per_seed
+    del legacy["methods"]["icnn"]["uvp"]["n_diverged"]
+    assert benchmark_table([legacy]).set_index("method").loc["icnn", "n_diverged"] == 1
+
+    for fig in (uvp_vs_dim_figure([metrics]), uvp_bars_figure(metrics)):
+        ax = fig.axes[0]
+        assert np.isfinite(ax.get_ylim()).all() and ax.get_ylim()[1] < 1e3   # the 9e13 % is not drawn
+    labels = [t.get_text() for t in uvp_vs_dim_figure([metrics]).axes[0].get_legend().get_texts()]
+    assert "ICNN (diverged at D = 2)" in labels and "M-MGN" in labels
+    assert [t.get_text() for t in uvp_bars_figure(metrics).axes[0].texts] == ["diverged", "diverged"]

@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from echocem.transport.metrics import diverged  # noqa: E402
+
 LABELS = {"linear": "linear (Bures)", "entropic": "entropic (Sinkhorn)", "icnn": "ICNN",
           "cmgn": "C-MGN", "mmgn": "M-MGN"}
 COLORS = {"linear": "tab:grey", "entropic": "tab:green", "icnn": "tab:purple", "cmgn": "tab:red", "mmgn": "tab:blue"}
@@ -22,6 +24,14 @@ def _methods(metrics: Mapping) -> list[str]:
     return [m for m in LABELS if m in metrics["methods"]]
 
 
+def _uvp(metrics: Mapping, method: str) -> tuple[float, float]:
+    """(mean, std) of a method's L2-UVP; NaN where it diverged on a seed (drawn as a gap, not a point)."""
+    uvp = metrics["methods"][method]["uvp"]
+    if any(map(diverged, uvp["per_seed"])) or uvp["mean"] is None:
+        return float("nan"), float("nan")
+    return float(uvp["mean"]), float(uvp["std"])
+
+
 def uvp_vs_dim_figure(all_metrics: Sequence[Mapping]):
     """L2-UVP (%) against D, log-log, every method (mean +- std over seeds) and the paper's
     best and linear figures: the report's summary of the benchmark."""
@@ -29,9 +39,10 @@ def uvp_vs_dim_figure(all_metrics: Sequence[Mapping]):
     dims = [m["dim"] for m in runs]
     fig, ax = plt.subplots(figsize=(7, 4.6))
     for method in _methods(runs[0]):
-        mean = np.array([m["methods"][method]["uvp"]["mean"] for m in runs], dtype=float)
-        std = np.array([m["methods"][method]["uvp"]["std"] for m in runs], dtype=float)
-        ax.errorbar(dims, mean, yerr=std, marker="o", capsize=3, color=COLORS[method], label=LABELS[method])
+        mean, std = np.array([_uvp(m, method) for m in runs]).T
+        gone = [d for d, v in zip(dims, mean) if np.isnan(v)]
+        label = LABELS[method] + (f" (diverged at D = {', '.join(map(str, gone))})" if gone else "")
+        ax.errorbar(dims, mean, yerr=std, marker="o", capsize=3, color=COLORS[method], label=label)
     best = [(m["dim"], m["paper"]["best_uvp"]) for m in runs if m["paper"]["best_uvp"] is not None]
     if best:
         ax.plot(*zip(*best), "k*", ms=11, ls=":", label="paper: best solver")
@@ -49,10 +60,11 @@ def uvp_vs_dim_figure(all_metrics: Sequence[Mapping]):
 def uvp_bars_figure(metrics: Mapping):
     """One dimension: each method's L2-UVP (mean +- std, log scale) beside the paper's figures."""
     methods = _methods(metrics)
-    mean = [metrics["methods"][m]["uvp"]["mean"] for m in methods]
-    std = [metrics["methods"][m]["uvp"]["std"] for m in methods]
+    mean, std = np.array([_uvp(metrics, m) for m in methods]).T
     fig, ax = plt.subplots(figsize=(6.4, 4))
     ax.bar(range(len(methods)), mean, yerr=std, capsize=4, color=[COLORS[m] for m in methods])
+    for i in np.flatnonzero(np.isnan(mean)):
+        ax.annotate("diverged", (i, 0.02), xycoords=("data", "axes fraction"), ha="center", rotation=90)
     if metrics["paper"]["best_uvp"] is not None:
         ax.axhline(metrics["paper"]["best_uvp"], color="k", ls="--", lw=1, label="paper: best solver")
     ax.axhline(metrics["paper"]["linear_uvp"], color="k", ls=":", lw=1, label="paper: linear")

@@ -30,6 +30,16 @@ def l2_uvp(mapped: np.ndarray, true_mapped: np.ndarray, var_q: float) -> float:
     return float(100.0 * np.mean(np.sum((mapped - true_mapped) ** 2, axis=1)) / var_q)
 
 
+# A map whose L2-UVP exceeds 100 % is worse than the constant map at Q's mean: it learned nothing
+# (the semi-dual ICNN run away at D = 64 scored 9e13 %). Its figure is reported as diverged, not averaged.
+DIVERGED_UVP = 100.0
+
+
+def diverged(uvp: float | None) -> bool:
+    """True for an L2-UVP (%) that is missing, not finite or above DIVERGED_UVP."""
+    return uvp is None or not np.isfinite(uvp) or uvp > DIVERGED_UVP
+
+
 def cosine(mapped: np.ndarray, true_mapped: np.ndarray, x: np.ndarray) -> float:
     """cos(T_hat - id, T* - id) = <T_hat - id, T* - id>_P / (|T_hat - id|_P |T* - id|_P).
 

@@ -12,10 +12,14 @@ import pandas as pd
 
 from echocem.io import EchoCemError
 from echocem.transport.figures import LABELS
+from echocem.transport.metrics import diverged
 
 
 def benchmark_table(all_metrics: Sequence[Mapping]) -> pd.DataFrame:
-    """Long table: D, method, uvp_mean, uvp_std, cos_mean, cos_std, n_seeds, paper_best, paper_linear."""
+    """Long table: D, method, uvp_mean, uvp_std, cos_mean, cos_std, n_seeds, n_diverged, paper_best, paper_linear.
+
+    n_diverged: the seeds whose map scored above echocem.transport.metrics.DIVERGED_UVP (worse than the
+    constant map); recomputed from per_seed where a metrics file predates the count."""
     rows = []
     for metrics in all_metrics:
         try:
@@ -25,6 +29,8 @@ def benchmark_table(all_metrics: Sequence[Mapping]) -> pd.DataFrame:
                              "uvp_mean": score["uvp"]["mean"], "uvp_std": score["uvp"]["std"],
                              "cos_mean": score["cos"]["mean"], "cos_std": score["cos"]["std"],
                              "n_seeds": int(score["uvp"]["n"]),
+                             "n_diverged": int(score["uvp"].get("n_diverged",
+                                                                sum(map(diverged, score["uvp"]["per_seed"])))),
                              "paper_best": metrics["paper"]["best_uvp"], "paper_linear": metrics["paper"]["linear_uvp"]})
         except (KeyError, TypeError) as exc:
             raise EchoCemError(f"transport benchmark metrics (D={metrics.get('dim')!r}): missing key {exc}") from exc
@@ -43,12 +49,18 @@ def _pm(mean, std, digits: int) -> str:
 
 
 def formatted_table(all_metrics: Sequence[Mapping]) -> pd.DataFrame:
-    """One row per D: each method's 'L2-UVP mean ± std (cos mean)' and the paper's best / linear."""
+    """One row per D: each method's 'L2-UVP mean ± std (cos mean)' and the paper's best / linear.
+
+    A method that diverged on any seed shows 'diverged on k of n seeds' instead: a mean over a
+    run-away seed says nothing (the per-seed figures stay in the metrics JSON)."""
     long = benchmark_table(all_metrics)
     out = []
     for dim, group in long.groupby("D", sort=True):
         row = {"D": dim, "seeds": int(group["n_seeds"].min())}
         for r in group.itertuples():
+            if r.n_diverged:
+                row[LABELS[r.method]] = f"diverged on {r.n_diverged} of {r.n_seeds} seeds"
+                continue
             uvp = _pm(r.uvp_mean, r.uvp_std, 3 if r.uvp_mean < 1 else 2)
             cos = "—" if r.cos_mean is None or pd.isna(r.cos_mean) else f"{r.cos_mean:.3f}"
             row[LABELS[r.method]] = f"{uvp} (cos {cos})"
