@@ -99,3 +99,18 @@ def test_cli_applies_in_order_and_reports(params_copy):
     bad = subprocess.run([sys.executable, "-m", "echocem", "set-params", "--params", str(params_copy), "nothing.here=1"],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "params.yaml has no nothing" in bad.stderr
+
+
+def test_a_bad_preset_file_is_refused_naming_it(tmp_path) -> None:
+    """load_preset shares params.yaml's reader: a missing file, bad YAML, a list or an empty mapping
+    each raise naming the file, before params.yaml is touched."""
+    cases = {"missing.yaml": (None, "preset file not found"), "bad.yaml": ("a: [1,\n", "not valid YAML"),
+             "list.yaml": ("- unet.epochs.small: 2\n", "expected a mapping at the top level"),
+             "empty.yaml": ("{}\n", "got an empty one")}
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(EchoCemError, match=message) as info:
+            load_preset(path)
+        assert name in str(info.value)

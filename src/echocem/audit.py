@@ -33,11 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from echocem.dag import covers
 from echocem.io import EchoCemError, file_md5
-from echocem.params import get_key
+from echocem.params import get_key, read_yaml_mapping
 from echocem.provenance import code_version, load_manifest, params_md5
 from echocem.records import StageRecord, read_records
 
@@ -109,16 +107,6 @@ def find_root(submission: Path, recorded: str | None) -> Path:
         if (parent / "dvc.yaml").is_file():
             return parent
     return Path.cwd()
-
-
-def _load_params_file(path: Path) -> dict:
-    if not path.is_file():
-        raise EchoCemError(f"{path}: params file not found")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise EchoCemError(f"{path}: not valid YAML ({exc})") from exc
-    return doc if isinstance(doc, dict) else {}
 
 
 def _current(params: dict, key: str) -> Any:
@@ -303,7 +291,7 @@ def audit_submission(submission: str | Path, manifest_path: str | Path | None = 
     root = Path(root) if root else find_root(sub, recorded_sub)
     audit = Audit(submission=recorded_sub or sub.as_posix(), md5=file_md5(sub))
     params_file = manifest.get("params", {}).get("file", "params.yaml")
-    params = _load_params_file(root / params_file)
+    params = read_yaml_mapping(root / params_file)
 
     check_manifest(audit, manifest, root, params)
     if not (root / "dvc.yaml").is_file():

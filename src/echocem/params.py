@@ -82,17 +82,25 @@ def check_raw_dir(params: dict, base: Path, source: str = "params.yaml") -> None
                            "hold the challenge download, X_train_*/ X_test_*/ X_unlabeled_*/ Y_train_*.csv)")
 
 
+def read_yaml_mapping(path: str | Path, what: str = "params file") -> dict:
+    """A YAML file whose top level is a mapping (params.yaml, a preset); EchoCemError names the file
+    when it is missing, not YAML or not a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise EchoCemError(f"{p}: {what} not found")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise EchoCemError(f"{p}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise EchoCemError(f"{p}: expected a mapping at the top level")
+    return doc
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     """Read and validate params.yaml (schema, then the raw data folder it names)."""
     p = Path(path)
-    if not p.is_file():
-        raise EchoCemError(f"{p}: params file not found")
-    try:
-        params = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise EchoCemError(f"{p}: not valid YAML ({exc})") from exc
-    if not isinstance(params, dict):
-        raise EchoCemError(f"{p}: expected a mapping at the top level")
+    params = read_yaml_mapping(p)
     validate_params(params, str(p))
     check_raw_dir(params, p.resolve().parent, str(p))
     return params

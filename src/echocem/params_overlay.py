@@ -33,15 +33,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def load_preset(path: str | Path) -> dict[str, Any]:
     """A preset file: a mapping of dotted keys to values."""
-    p = Path(path)
-    if not p.is_file():
-        raise EchoCemError(f"{p}: preset file not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise EchoCemError(f"{p}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict) or not data:
-        raise EchoCemError(f"{p}: expected a mapping of dotted params keys to values")
+    from echocem.params import read_yaml_mapping
+
+    data = read_yaml_mapping(path, "preset file")
+    if not data:
+        raise EchoCemError(f"{path}: expected a mapping of dotted params keys to values, got an empty one")
     return {str(k): v for k, v in data.items()}
 
 
