@@ -157,7 +157,8 @@ def build_metrics(pair: W2Pair, cfg: dict, seed: int, n_eval: int, scores: dict,
     best = PAPER_BEST_UVP[dim]
     mgn_means = {m: methods[m]["uvp"]["mean"] for m in ("cmgn", "mmgn")}
     # an MGN that diverged on a seed is the best only if the other diverged too
-    best_mgn = min(mgn_means, key=lambda m: (methods[m]["uvp"]["n_diverged"] > 0, np.inf if mgn_means[m] is None else mgn_means[m]))
+    best_mgn = min(mgn_means, key=lambda m: (methods[m]["uvp"]["n_diverged"] > 0,
+                                             np.inf if mgn_means[m] is None else mgn_means[m]))
     best_ok = methods[best_mgn]["uvp"]["n_diverged"] == 0
     budgets = {m: {k: cfg[m][k] for k in sorted(cfg[m])} for m in NETWORKS}
     return {

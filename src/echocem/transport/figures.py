@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from echocem.transport.metrics import diverged  # noqa: E402
+from echocem.transport.metrics import diverged_seeds  # noqa: E402
 
 LABELS = {"linear": "linear (Bures)", "entropic": "entropic (Sinkhorn)", "icnn": "ICNN",
           "cmgn": "C-MGN", "mmgn": "M-MGN"}
@@ -27,7 +27,7 @@ def _methods(metrics: Mapping) -> list[str]:
 def _uvp(metrics: Mapping, method: str) -> tuple[float, float]:
     """(mean, std) of a method's L2-UVP; NaN where it diverged on a seed (drawn as a gap, not a point)."""
     uvp = metrics["methods"][method]["uvp"]
-    if any(map(diverged, uvp["per_seed"])) or uvp["mean"] is None:
+    if diverged_seeds(uvp) or uvp["mean"] is None:
         return float("nan"), float("nan")
     return float(uvp["mean"]), float(uvp["std"])
 

@@ -40,6 +40,14 @@ def diverged(uvp: float | None) -> bool:
     return uvp is None or not np.isfinite(uvp) or uvp > DIVERGED_UVP
 
 
+def diverged_seeds(uvp_summary: dict) -> int:
+    """How many seeds of a method's L2-UVP summary (a metrics file's methods.<m>.uvp) diverged: its
+    n_diverged, or counted from per_seed where a metrics file predates that key."""
+    if "n_diverged" in uvp_summary:
+        return int(uvp_summary["n_diverged"])
+    return sum(map(diverged, uvp_summary["per_seed"]))
+
+
 def cosine(mapped: np.ndarray, true_mapped: np.ndarray, x: np.ndarray) -> float:
     """cos(T_hat - id, T* - id) = <T_hat - id, T* - id>_P / (|T_hat - id|_P |T* - id|_P).
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from echocem.io import EchoCemError
 from echocem.transport.figures import LABELS
-from echocem.transport.metrics import diverged
+from echocem.transport.metrics import diverged_seeds
 
 
 def benchmark_table(all_metrics: Sequence[Mapping]) -> pd.DataFrame:
@@ -29,8 +29,7 @@ def benchmark_table(all_metrics: Sequence[Mapping]) -> pd.DataFrame:
                              "uvp_mean": score["uvp"]["mean"], "uvp_std": score["uvp"]["std"],
                              "cos_mean": score["cos"]["mean"], "cos_std": score["cos"]["std"],
                              "n_seeds": int(score["uvp"]["n"]),
-                             "n_diverged": int(score["uvp"].get("n_diverged",
-                                                                sum(map(diverged, score["uvp"]["per_seed"])))),
+                             "n_diverged": diverged_seeds(score["uvp"]),
                              "paper_best": metrics["paper"]["best_uvp"], "paper_linear": metrics["paper"]["linear_uvp"]})
         except (KeyError, TypeError) as exc:
             raise EchoCemError(f"transport benchmark metrics (D={metrics.get('dim')!r}): missing key {exc}") from exc
