@@ -21,19 +21,18 @@ import secrets
 import shutil
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from echocem.dag import MEMO_DIR
-from echocem.io import EchoCemError, atomic_path, save_json
+from echocem.io import EchoCemError, save_json
 
 TOKEN_ENV = "ECHOCEM_RUN_TOKEN"
 RUN_FILE = MEMO_DIR / "run.json"
 DVC_LOCK = Path(".dvc") / "tmp" / "lock"
 RECORD_LOCK = MEMO_DIR / "record.lock"
-# dvc.lock as it was before a job started writing its entry (DVC rewrites the file in place)
-LOCK_BEFORE_WRITE = MEMO_DIR / "dvc.lock.before-write"
 
 
 def _cmdline(pid: int) -> str | None:
@@ -98,8 +97,9 @@ def run_record(root: Path) -> dict | None:
 def record_lock(root: str | Path, exclusive: bool) -> Iterator[None]:
     """Between the jobs of a run: one writes dvc.lock (exclusive) while none reads it (shared).
 
-    DVC rewrites dvc.lock in place, so a job loading DVC's index while another job
-    records its stage could read half a file.
+    Each write replaces the whole file (`updated_lockfile`), so no reader sees half of
+    one; the lock keeps writers from dropping each other's entries, and a job's reads of
+    DVC's index from mixing two versions of the record.
     """
     path = Path(root) / RECORD_LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,42 +112,34 @@ def record_lock(root: str | Path, exclusive: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def guarded_lock_write(root: str | Path) -> Iterator[None]:
-    """Keep a copy of dvc.lock while DVC rewrites it: a job killed in the middle of that
-    write leaves the copy, and `repair_lock` puts it back (the record as it was before
-    the unfinished entry, which is true)."""
-    root = Path(root)
-    backup = root / LOCK_BEFORE_WRITE
-    if (root / "dvc.lock").is_file():
-        with atomic_path(backup) as tmp:
-            shutil.copy2(root / "dvc.lock", tmp)
-    yield
-    backup.unlink(missing_ok=True)
+def updated_lockfile(repo) -> Iterator:
+    """DVC's own Lockfile, bound to a copy of dvc.lock that replaces the file in one rename.
 
+    DVC rewrites dvc.lock in place (truncate, then dump): a job killed in the middle left a
+    cut file that every DVC command then refused ("dvc.lock is invalid"). Here DVC edits a
+    copy and os.replace swaps it in, so a reader, or a kill at any moment, finds either the
+    record before the edit or the record after it. Written here because DVC has no atomic
+    write of its lock file. Take `record_lock(exclusive=True)` around it: two writers would
+    each start from the same copy, and the second would drop the first one's entry.
+    """
+    from dvc.dvcfile import Lockfile
 
-def repair_lock(root: str | Path) -> str | None:
-    """After a run killed while a job wrote dvc.lock: restore the copy if the file is
-    not valid YAML any more. Returns what was done, or None."""
-    import yaml
-
-    root = Path(root)
-    backup = root / LOCK_BEFORE_WRITE
-    if not backup.is_file():
-        return None
+    final = Path(repo.root_dir) / "dvc.lock"
+    fd, name = tempfile.mkstemp(prefix=".dvc.lock.", suffix=".tmp", dir=final.parent)  # same file system
+    os.close(fd)
+    tmp = Path(name)
     try:
-        doc = yaml.safe_load((root / "dvc.lock").read_text())
-        # a cut that still parses can only drop entries or garble a hash (DVC then reports the
-        # stage out of date, which is true); a cut that leaves a malformed entry is repaired
-        intact = (isinstance(doc, dict) and "schema" in doc and isinstance(doc.get("stages"), dict)
-                  and all(isinstance(e, dict) and "cmd" in e for e in doc["stages"].values()))
-    except (OSError, yaml.YAMLError):
-        intact = False
-    if intact:
-        backup.unlink()
-        return None
-    os.replace(backup, root / "dvc.lock")
-    return ("dvc.lock was being written when a run was killed: restored the record from before that write "
-            "(the stage that was being recorded is out of date)")
+        if final.is_file():
+            shutil.copy2(final, tmp)
+        else:
+            tmp.unlink()  # DVC starts a new lock file
+        yield Lockfile(repo, str(tmp))
+        if tmp.exists():
+            os.replace(tmp, final)
+        else:  # DVC deletes a lock file left with no stage
+            final.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -167,7 +159,6 @@ def repo_of_run(root: str | Path) -> Iterator:
     with Repo(str(root)) as repo:
         repo.lock = LockNoop()
         with record_lock(root, exclusive=False):
-            repair_lock(root)
             repo.index  # DVC reads dvc.yaml and dvc.lock now, while no job writes it
         yield repo
 

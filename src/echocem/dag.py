@@ -96,14 +96,13 @@ def resolve_with_dvc(root: str | Path = ".") -> dict[str, Stage]:
     from dvc.repo import Repo
     from dvc.stage import PipelineStage
 
-    from echocem.checkout import record_lock, repair_lock
+    from echocem.checkout import record_lock
 
     root = Path(root)
     if not (root / "dvc.yaml").is_file():
         raise EchoCemError(f"{root / 'dvc.yaml'}: not found")
     try:
         with Repo(str(root)) as repo, record_lock(root, exclusive=False):  # no job writes dvc.lock meanwhile
-            repair_lock(root)
             stages = [_stage_from_dvc(s) for s in repo.index.stages if isinstance(s, PipelineStage)]
             repo.index.graph  # building DVC's graph checks it: duplicate outputs, cycles
 

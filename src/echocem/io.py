@@ -45,9 +45,11 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
         yield target
         if is_dir:  # mkdtemp makes a private (0700) folder: give the result the usual permissions
             os.chmod(target, 0o777 & ~_umask())
+        # os.replace swaps a file for a file atomically; a folder (or a change of kind) must
+        # first remove what is there
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
-        elif final.exists() or final.is_symlink():
+        elif is_dir and (final.exists() or final.is_symlink()):
             final.unlink()
         os.replace(target, final)
     finally:

@@ -119,7 +119,7 @@ def read_records(root: str | Path = ".", held: bool = False) -> dict[str, StageR
     from dvc.lock import LockError
     from dvc.repo import Repo, lock_repo
 
-    from echocem.checkout import describe_holder, repair_lock, repo_of_run
+    from echocem.checkout import describe_holder, repo_of_run
     from echocem.io import EchoCemError
 
     root = Path(root)
@@ -131,7 +131,6 @@ def read_records(root: str | Path = ".", held: bool = False) -> dict[str, StageR
             else:
                 repo = stack.enter_context(Repo(str(root)))
                 stack.enter_context(lock_repo(repo))
-                repair_lock(root)  # holding DVC's lock: no run is writing dvc.lock
             graph = repo.index.graph  # edges point from a stage to the stages it depends on
             records = {}
             for stage in repo.index.stages:

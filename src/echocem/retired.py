@@ -33,7 +33,7 @@ def _overlap(a: str, b: str) -> bool:
 def _lockfile(repo):
     from dvc.dvcfile import Lockfile
 
-    return Lockfile(repo, os.path.join(repo.root_dir, "dvc.lock"))
+    return Lockfile(repo, os.path.join(repo.root_dir, "dvc.lock"))  # for reading; writes: updated_lockfile
 
 
 def retired_entries(repo, stages: Mapping[str, Stage]) -> dict[str, list[str]]:
@@ -66,12 +66,14 @@ def readers_of_retired(retired: Mapping[str, list[str]], stages: Mapping[str, St
     return found
 
 
-def retire(repo, stages: Mapping[str, Stage], lock_write) -> dict[str, list[str]]:
+def retire(repo, stages: Mapping[str, Stage]) -> dict[str, list[str]]:
     """Remove the retired outputs and every dvc.lock entry of a stage dvc.yaml no longer has.
 
-    Call with the checkout held and no job running; `lock_write` guards the dvc.lock write
-    (echocem.checkout.guarded_lock_write). Returns what was retired (stage -> outputs removed).
+    Call with the checkout held, no job running and `record_lock(exclusive=True)`. Returns
+    what was retired (stage -> outputs removed).
     """
+    from echocem.checkout import updated_lockfile
+
     retired = retired_entries(repo, stages)
     root = Path(repo.root_dir)
     for outs in retired.values():
@@ -82,8 +84,7 @@ def retire(repo, stages: Mapping[str, Stage], lock_write) -> dict[str, list[str]
             else:
                 path.unlink(missing_ok=True)
     if retired:
-        lock = _lockfile(repo)
-        with lock_write:
+        with updated_lockfile(repo) as lock:  # one rename: a kill leaves the old record or the new
             for name in retired:
                 lock.remove_stage(SimpleNamespace(name=name))  # DVC's own edit of its lock file
     return retired

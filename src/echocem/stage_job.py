@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from echocem.checkout import JobLock, guarded_lock_write, record_lock, repo_of_run
+from echocem.checkout import JobLock, record_lock, repo_of_run, updated_lockfile
 from echocem.io import EchoCemError
 
 UP_TO_DATE = "up to date (DVC finds its deps, params and outs as recorded): nothing to run"
@@ -95,8 +95,8 @@ def record(root: Path, stage, before: dict[str, str]) -> None:
             raise EchoCemError(f"stage {stage.name}: {', '.join(moved)} changed while it ran: its outputs may not "
                                "match them, so nothing was recorded. Run the pipeline again.")
         stage.commit()
-        with guarded_lock_write(root):
-            stage.dump(update_pipeline=False)
+        with updated_lockfile(stage.repo) as lockfile:
+            lockfile.dump(stage)  # what stage.dump(update_pipeline=False) writes, swapped in by one rename
     _log(f"{stage.name}: recorded")
 
 

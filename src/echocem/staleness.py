@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -73,16 +72,13 @@ def dvc_status(root: str | Path, stages: Mapping[str, Stage], held: bool = False
     from dvc.lock import LockError
     from dvc.repo import Repo, lock_repo
 
-    from echocem.checkout import describe_holder, repair_lock, repo_of_run
+    from echocem.checkout import describe_holder, repo_of_run
 
     try:
         if held:
             with repo_of_run(root) as repo:
                 return _status_of(repo, stages)
         with Repo(str(root)) as repo, lock_repo(repo):
-            note = repair_lock(root)  # holding DVC's lock: no run is writing dvc.lock
-            if note:
-                print(f"echocem: {note}", file=sys.stderr)
             return _status_of(repo, stages)
     except LockError as exc:
         raise EchoCemError(f"this checkout is busy: {describe_holder(Path(root))}. "

@@ -2,7 +2,7 @@
 import shutil
 import sys
 
-from echocem.checkout import guarded_lock_write, hold, record_lock, repo_of_run
+from echocem.checkout import hold, record_lock, repo_of_run
 from echocem.dag import covers, dep_sources, is_dir_path
 from echocem.staleness import marker, refresh_memo
 
@@ -54,7 +54,7 @@ def start_run(stages, retiring):
         from echocem.retired import retire
 
         with repo_of_run(".") as repo, record_lock(".", exclusive=True):
-            for name, outs in retire(repo, stages, guarded_lock_write(".")).items():
+            for name, outs in retire(repo, stages).items():
                 print(f"echocem: stage {name} is no longer in dvc.yaml: removed its dvc.lock entry"
                       + (f" and its outputs {', '.join(outs)}" if outs else ""), file=sys.stderr)
     # Snakemake copies an `update` output before its job and removes the copy after it; a
