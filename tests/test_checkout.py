@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from echocem.checkout import TOKEN_ENV, JobLock, describe_holder, updated_lockfile
+from echocem.checkout import TOKEN_ENV, JobLock, describe_holder, remove_unfinished_lock_writes, updated_lockfile
 from echocem.io import EchoCemError, save_json
 
 LOCK_TEXT = "schema: '2.0'\nstages:\n  a:\n    cmd: x\n"
@@ -40,6 +40,10 @@ with Repo(sys.argv[1]) as repo, updated_lockfile(repo) as lock:
     proc = subprocess.run([sys.executable, "-c", cut_short, str(root)], capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert (root / "dvc.lock").read_text() == LOCK_TEXT
+    left = list(root.glob(".dvc.lock.*.tmp"))
+    assert len(left) == 1 and left[0].read_text().endswith("    cm"), "the unfinished copy is what the kill left"
+    assert remove_unfinished_lock_writes(root) == [left[0].name]  # what the next run's start does
+    assert not left[0].exists() and (root / "dvc.lock").read_text() == LOCK_TEXT
     from dvc.dvcfile import Lockfile
     from dvc.repo import Repo
 

@@ -124,6 +124,7 @@ def test_kill_9_mid_training_then_a_plain_rerun(root):
     snakemake(root, "--cores", "2")  # no --unlock, no --rerun-incomplete: a plain rerun resumes
     assert assert_tools_agree(root) == set()
     assert audit_code(root) == 0
+    assert not list(root.glob(".dvc.lock.*.tmp")), "no unfinished copy of dvc.lock is left behind"
 
 
 def test_snakemake_and_dvc_repro_at_once_one_refuses_nothing_corrupted(root):

@@ -111,6 +111,20 @@ def record_lock(root: str | Path, exclusive: bool) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+UNFINISHED_LOCK_WRITES = ".dvc.lock.*.tmp"  # the copies `updated_lockfile` writes beside dvc.lock
+
+
+def remove_unfinished_lock_writes(root: str | Path) -> list[str]:
+    """Delete the copies of dvc.lock that killed jobs left unfinished (names returned).
+
+    Call with the checkout held and no job running (a run's start): dvc.lock itself
+    was never touched by them."""
+    left = sorted(Path(root).glob(UNFINISHED_LOCK_WRITES))
+    for path in left:
+        path.unlink(missing_ok=True)
+    return [path.name for path in left]
+
+
 @contextlib.contextmanager
 def updated_lockfile(repo) -> Iterator:
     """DVC's own Lockfile, bound to a copy of dvc.lock that replaces the file in one rename.
@@ -125,7 +139,8 @@ def updated_lockfile(repo) -> Iterator:
     from dvc.dvcfile import Lockfile
 
     final = Path(repo.root_dir) / "dvc.lock"
-    fd, name = tempfile.mkstemp(prefix=".dvc.lock.", suffix=".tmp", dir=final.parent)  # same file system
+    fd, name = tempfile.mkstemp(prefix=".dvc.lock.", suffix=".tmp", dir=final.parent)  # same file system;
+    # a kill leaves it behind: the next run removes it (remove_unfinished_lock_writes)
     os.close(fd)
     tmp = Path(name)
     try:

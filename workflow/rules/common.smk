@@ -2,7 +2,7 @@
 import shutil
 import sys
 
-from echocem.checkout import hold, record_lock, repo_of_run
+from echocem.checkout import hold, record_lock, remove_unfinished_lock_writes, repo_of_run
 from echocem.dag import covers, dep_sources, is_dir_path
 from echocem.staleness import marker, refresh_memo
 
@@ -50,6 +50,7 @@ _HELD = {}  # the checkout this run holds (onstart), freed at its end
 
 def start_run(stages, retiring):
     _HELD["checkout"] = hold(".")
+    remove_unfinished_lock_writes(".")  # copies of dvc.lock a killed job was writing: no job runs now
     if retiring:  # before any job: the stages reading these outputs are among those to run
         from echocem.retired import retire
 
