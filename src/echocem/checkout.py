@@ -111,7 +111,9 @@ def record_lock(root: str | Path, exclusive: bool) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-UNFINISHED_LOCK_WRITES = ".dvc.lock.*.tmp"  # the copies `updated_lockfile` writes beside dvc.lock
+# the copy of dvc.lock `updated_lockfile` writes beside it: .dvc.lock.<random>.tmp
+LOCK_COPY_PREFIX, LOCK_COPY_SUFFIX = ".dvc.lock.", ".tmp"
+UNFINISHED_LOCK_WRITES = f"{LOCK_COPY_PREFIX}*{LOCK_COPY_SUFFIX}"  # those a killed job left
 
 
 def remove_unfinished_lock_writes(root: str | Path) -> list[str]:
@@ -139,8 +141,9 @@ def updated_lockfile(repo) -> Iterator:
     from dvc.dvcfile import Lockfile
 
     final = Path(repo.root_dir) / "dvc.lock"
-    fd, name = tempfile.mkstemp(prefix=".dvc.lock.", suffix=".tmp", dir=final.parent)  # same file system;
-    # a kill leaves it behind: the next run removes it (remove_unfinished_lock_writes)
+    # not io.atomic_path: DVC deletes the lock file when its last stage goes, and that must carry over.
+    # Same file system as dvc.lock; a kill leaves it behind, the next run removes it (remove_unfinished_lock_writes)
+    fd, name = tempfile.mkstemp(prefix=LOCK_COPY_PREFIX, suffix=LOCK_COPY_SUFFIX, dir=final.parent)
     os.close(fd)
     tmp = Path(name)
     try:
