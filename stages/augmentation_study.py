@@ -46,7 +46,7 @@ def main() -> None:
 
     params = start_stage(args.params, STAGE)
 
-    from echocem.data.preprocess import load_labelled, load_normalization, load_splits, split_indices
+    from echocem.data.preprocess import load_labelled, load_normalization, load_splits, selection_indices
     from echocem.io import file_md5
     from echocem.patchgen import unet_adapter
     from echocem.patchgen.figures import study_figure
@@ -67,9 +67,10 @@ def main() -> None:
                   for u in (load_npz(ingested / f"{name}.npz") for name in ("unlabeled", "test"))]
     spec = load_normalization(prepared / "normalization.json")
     splits = load_splits(prepared / "splits.json")
-    va = split_indices(data["well"], splits["val_wells"])
+    va = selection_indices(data["well"], data["section"], splits)  # the held-out patches (params preprocess)
     if len(va) == 0:
-        raise EchoCemError(f"{ingested / 'train.npz'}: no patch of the validation wells {splits['val_wells']}")
+        raise EchoCemError(f"{ingested / 'train.npz'}: no selection patch of the validation wells "
+                           f"{splits['val_wells']}")
     heldout = {k: data[k][va] for k in ("images", "masks", "widths")}
     train = {k: data[k] for k in ("images", "masks", "widths", "ids", "well")}
     all_pool = load_npz(args.generated) if args.generated else None

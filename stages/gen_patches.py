@@ -49,7 +49,8 @@ def main() -> None:
 
     params = start_stage(args.params, STAGE)
 
-    from echocem.data.preprocess import load_labelled, load_normalization, load_splits, split_indices
+    from echocem.data.preprocess import (load_labelled, load_normalization, load_splits, selection_indices,
+                                         split_indices)
     from echocem.patchgen import figures, judge, unet_adapter
     from echocem.patchgen.evaluation import PROPOSED, SAME, judge_generator
     from echocem.patchgen.generate import save_generator
@@ -66,10 +67,11 @@ def main() -> None:
     spec = load_normalization(prepared / "normalization.json")
     splits = load_splits(prepared / "splits.json")
     tr = split_indices(data["well"], splits["train_wells"])
-    va = split_indices(data["well"], splits["val_wells"])
+    va = selection_indices(data["well"], data["section"], splits)  # the held-out patches (params preprocess)
     if len(tr) < 2 or len(va) < 2:
         raise EchoCemError(f"{ingested / 'train.npz'}: gen_patches needs at least 2 patches of the training wells "
-                           f"{splits['train_wells']} and of the validation wells {splits['val_wells']}")
+                           f"{splits['train_wells']} and of the selection patches of the validation wells "
+                           f"{splits['val_wells']}")
     # the judge first: a wrong file must stop the stage before the long training
     unet, unet_meta = unet_adapter.load_segmenter(args.unet)
     leak = sorted(set(unet_meta.get("train_wells", [])) & set(splits["val_wells"]))

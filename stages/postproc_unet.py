@@ -76,8 +76,10 @@ def main() -> None:
     fp, ck_dir = checkpoint_folder(args.checkpoints, STAGE, {"seed": seed, "profile": profile, "device": device},
                                    (*inputs.files, args.oof, args.val))
     patches = labelled_set(data, spec, device)
-    cfg, trained = train_refiner(patches.subset(tr), oof["probs"], patches.subset(va), val["probs"], profile, seed,
-                                 device, ck_dir, fp)
+    # chosen (identity included) on the selection patches; every validation patch is refined and scored below
+    chosen = np.flatnonzero(np.isin(va, inputs.select_idx))
+    cfg, trained = train_refiner(patches.subset(tr), oof["probs"], patches.subset(va[chosen]), val["probs"][chosen],
+                                 profile, seed, device, ck_dir, fp)
     del patches
     val_probs = val["probs"].astype(np.float32)
     refined = refine_proba(trained.model, val_probs, data["images"][va], data["widths"][va], spec, device,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from echocem.data.preprocess import load_labelled, fit_normalization, make_splits, preview_figure, split_indices
+from echocem.data.preprocess import (fit_normalization, load_labelled, make_splits, preview_figure,
+                                     selection_sections, split_indices)
 from echocem.io import EchoCemError, atomic_path, save_figure, save_json
 from echocem.runtime import stage_main, start_stage
 
@@ -37,6 +38,8 @@ def main() -> None:
         raise EchoCemError(f"params preprocess.oof_folds: {folds} must number the folds 0..{len(folds) - 1} in order "
                            "(stage unet_fold runs one job per entry)")
     splits = make_splits(data["well"], cfg["val_wells"], len(folds))
+    splits["selection_sections"] = selection_sections(data["well"], data["section"], cfg["val_wells"],
+                                                      cfg["selection_patches"])
     tr = split_indices(data["well"], splits["train_wells"])
     spec = fit_normalization(data["images"][tr], data["widths"][tr], clip=cfg["clip"])
     fig = preview_figure(data, spec, splits, n_wells=cfg["preview_wells"])

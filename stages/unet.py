@@ -71,7 +71,9 @@ def main() -> None:
         real, args.generated, net.params["generated_pairs"], int(profile["train"]["epochs"]),
         int(profile["train"]["batch_size"]), net.seed)
     fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, epochs=epochs, generated=n_generated)
-    trained = train_segmenter(net.on_device(train_arrays), net.on_device(net.patches(va)), cfg, profile, epochs,
+    # the epoch is chosen on the selection patches; every validation patch is predicted and scored below
+    trained = train_segmenter(net.on_device(train_arrays), net.on_device(net.patches(inputs.select_idx)), cfg,
+                              profile, epochs,
                               net.seed, net.device, ck_dir, fp, desc="unet")
 
     probs = predict_proba(trained.model, data["images"][va], data["widths"][va], inputs.spec, net.device,
@@ -92,6 +94,7 @@ def main() -> None:
         "train_wells": [int(w) for w in inputs.splits["train_wells"]],
         "val_wells": [int(w) for w in inputs.splits["val_wells"]],
         "n_train_patches": int(len(tr)),
+        "n_selection_patches": int(len(inputs.select_idx)),
         "n_border_windows": int(len(real["images"]) - len(tr)),
         "n_generated_pairs": n_generated,
     }

@@ -2,8 +2,10 @@
 
 The validation wells choose the U-Net's epoch count (stage unet, its selected
 epoch) and are then lost to training; this stage trains the same network, with
-the same seed and settings, on every labelled well (training and validation)
-for as many optimizer steps as the selected run took (its epochs scaled by the
+the same seed and settings, on every labelled well (training and validation;
+a validation well larger than the largest training well gives as many patches as
+that one, whole sections: echocem.data.preprocess.refit_indices) for as many
+optimizer steps as the selected run took (its epochs scaled by the
 ratio of training samples: echocem.seg.segmenter.refit_epochs), and keeps the
 last epoch: nothing is left to select on.
 Its gain cannot be scored on wells it trained on; the ladder (stage evaluate)
@@ -19,6 +21,7 @@ import shutil
 
 import numpy as np
 
+from echocem.data.preprocess import refit_indices
 from echocem.io import save_json
 from echocem.runtime import stage_main
 from echocem.seg.curves import save_curves
@@ -49,7 +52,7 @@ def main() -> None:
     _, selected = load_model(args.selected)
     selected_epochs = max(1, int(selected["best_epoch"]))
     inputs = net.inputs
-    every = np.sort(np.concatenate([inputs.train_idx, inputs.val_idx]))
+    every = refit_indices(inputs.data["well"], inputs.data["section"], inputs.train_idx, inputs.val_idx)
     train = net.training_patches(every)
     n_selected = len(net.training_patches(inputs.train_idx)["images"])
     epochs = refit_epochs(selected_epochs, n_selected, len(train["images"]))
@@ -59,7 +62,10 @@ def main() -> None:
     wells = sorted(int(w) for w in np.unique(inputs.data["well"][every]))
     metrics = {"epochs": epochs, "selected_epochs": selected_epochs, "selected_samples": n_selected,
                "epochs_from": "the steps of the epoch the validation wells selected for stage unet",
-               "wells": wells, "n_patches": int(len(every)), "n_border_windows": int(len(train["images"]) - len(every)),
+               "wells": wells, "n_patches": int(len(every)),
+               "patches_per_well": {str(w): int(c) for w, c in zip(*np.unique(inputs.data["well"][every],
+                                                                                return_counts=True))},
+               "n_labelled_patches": int(len(inputs.train_idx) + len(inputs.val_idx)), "n_border_windows": int(len(train["images"]) - len(every)),
                "profile": net.params["unet"]["profile"], "encoder": net.model_cfg["encoder"], "device": net.device}
     save_model(args.model, trained.model, net.model_cfg, {"stage": STAGE, "best_epoch": epochs, "wells": wells,
                                                           "seed": net.seed})

@@ -56,7 +56,7 @@ def main() -> None:
     fold = plan[args.fold]
     fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, fold=fold.number, epochs=epochs)
     train = net.training_patches(fold.train_idx)
-    trained = train_segmenter(net.on_device(train), net.on_device(net.patches(inputs.val_idx)), net.model_cfg,
+    trained = train_segmenter(net.on_device(train), net.on_device(net.patches(inputs.select_idx)), net.model_cfg,
                               profile, epochs, net.seed, net.device, ck_dir, fp,
                               desc=f"fold {fold.number} (wells {list(fold.wells)})")
     target = net.on_device(net.patches(fold.pred_idx))

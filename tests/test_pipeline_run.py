@@ -36,6 +36,19 @@ def test_every_declared_output_exists_with_log_and_benchmark(finished_run):
         assert bench.splitlines()[0].startswith("s\t")
 
 
+def test_epochs_chosen_on_the_selection_and_every_validation_patch_scored(finished_run):
+    """tests/tiny_params.yaml: validation well 4 has 2 sections of 3 patches, selection_patches 3.
+    The networks choose their epoch on one section; the ladder scores both; the refit takes as
+    many patches of well 4 as the largest training well has (3: one whole section)."""
+    metrics = finished_run / "reports" / "metrics"
+    unet = json.loads((metrics / "unet.json").read_text())
+    assert unet["n_selection_patches"] == 3 and unet["n_patches"] == 6
+    ladder = json.loads((metrics / "ladder.json").read_text())
+    assert {rung["n_patches"] for rung in ladder["rungs"].values()} == {6}
+    refit = json.loads((metrics / "unet_final.json").read_text())
+    assert refit["patches_per_well"] == {"1": 3, "2": 3, "3": 3, "4": 3} and refit["n_labelled_patches"] == 15
+
+
 def test_after_a_run_nothing_is_left_to_do(finished_run):
     assert dry_run_stages(finished_run) == set()
     assert dvc_stale_stages(finished_run) == set()

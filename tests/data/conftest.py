@@ -13,7 +13,7 @@ from tests.pipeline import tiny_params
 
 @pytest.fixture(scope="session")
 def sim_cfg() -> dict:
-    """The tiny simulation settings (tests/tiny_params.yaml): 12 labelled patches, one narrow well."""
+    """The tiny simulation settings (tests/tiny_params.yaml): 15 labelled patches, one narrow well."""
     return tiny_params()["simulate"]
 
 

@@ -76,12 +76,13 @@ def test_stage_chain_is_reproducible(tmp_path):
     assert digests[0] == digests[1]
     root = tmp_path / "run0"
     card = json.loads((root / "reports/metrics/data_card.json").read_text())
-    assert card["splits"]["train"]["per_well"] == {"1": 3, "2": 3, "3": 3, "4": 3}
+    assert card["splits"]["train"]["per_well"] == {"1": 3, "2": 3, "3": 3, "4": 6}
     assert abs(sum(card["class_frequency"].values()) - 1) < 1e-3
     splits = json.loads((root / "data/prepared/splits.json").read_text())
     assert splits["val_wells"] == [4] and sorted(w for f in splits["oof_folds"] for w in f) == [1, 2, 3]
+    assert splits["selection_sections"] == [[4, 1]]  # 3 patches (params preprocess.selection_patches): one section
     train = load_npz(root / "data/ingested/train.npz")
-    assert train["images"].shape == (12, 160, 272) and train["ids"][0] == "well_1_section_1_patch_0"
+    assert train["images"].shape == (15, 160, 272) and train["ids"][0] == "well_1_section_1_patch_0"
     png = (root / "reports/figures/preview.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     assert not list(root.glob("data/.*")) and not list(root.glob("data/raw/.*"))

@@ -12,7 +12,12 @@ tensors (so the GPU path normalises on the device) with the same float32 arithme
 
 Splits: `val_wells` (params) are held out entirely; the other wells are `train_wells`,
 grouped into K out-of-fold folds balanced by patch count. No patch of a validation well
-is ever in `train_wells` (checked when splits are loaded).
+is ever in `train_wells` (checked when splits are loaded). `selection_sections`: whole
+sections of the validation wells, spread evenly, at most `selection_patches` patches:
+what the networks choose their epoch on (each epoch's validation pass), and the
+held-out set of the generator's judge and of the augmentation study. The ladder
+scores every validation patch: validation costs inference only, so the validation
+wells can hold many more patches than an epoch can afford to predict.
 """
 from __future__ import annotations
 
@@ -134,9 +139,67 @@ def make_splits(wells: np.ndarray, val_wells: Sequence[int], n_folds: int) -> di
             "oof_folds": sorted(sorted(f) for f in folds)}
 
 
-def load_splits(path: str | Path) -> dict[str, list]:
+def selection_sections(wells: np.ndarray, sections: np.ndarray, val_wells: Sequence[int],
+                       max_patches: int | None) -> list[list[int]]:
+    """[[well, section], ...] of the validation wells: whole sections, spread evenly over the
+    wells' sections in (well, section) order, as many as fit in `max_patches` patches (at least
+    one section; None: every section). Deterministic: no random draw."""
+    wells, sections = np.asarray(wells).reshape(-1), np.asarray(sections).reshape(-1)
+    val = np.isin(wells, np.asarray(list(val_wells), dtype=np.int64))
+    if not val.any():
+        raise EchoCemError(f"params preprocess.val_wells: no patch of the wells {list(val_wells)}")
+    return spread_sections(wells[val], sections[val], max_patches)
+
+
+def spread_sections(wells: np.ndarray, sections: np.ndarray, max_patches: int | None) -> list[list[int]]:
+    """[[well, section], ...] of the given patches: whole sections evenly spaced in (well, section)
+    order, the most that fit in `max_patches` patches (at least one; None: all)."""
+    keys, counts = np.unique(np.stack([np.asarray(wells).reshape(-1), np.asarray(sections).reshape(-1)], axis=1),
+                             axis=0, return_counts=True)
+    chosen = np.arange(len(keys))
+    if max_patches is not None:
+        for m in range(len(keys), 0, -1):
+            chosen = np.unique(np.linspace(0, len(keys) - 1, m).round().astype(int))
+            if counts[chosen].sum() <= max_patches:
+                break
+    return [[int(w), int(s)] for w, s in keys[chosen]]
+
+
+def refit_indices(wells: np.ndarray, sections: np.ndarray, train_idx: np.ndarray,
+                  val_idx: np.ndarray) -> np.ndarray:
+    """The patches a refit trains on (ascending): every training patch, and of each validation
+    well at most as many patches as the largest training well has (whole sections, spread evenly).
+
+    Why the cap: validation costs inference only, so a validation well may hold many more
+    patches than any training well (the embedded default's does); the refit learns the
+    wells in about the proportions the selected run saw instead of mostly that one well.
+    On data whose validation wells are no larger than the largest training well it keeps
+    every labelled patch.
+    """
+    wells, sections = np.asarray(wells).reshape(-1), np.asarray(sections).reshape(-1)
+    cap = int(np.unique(wells[train_idx], return_counts=True)[1].max())
+    keep = [np.asarray(train_idx, dtype=np.int64)]
+    for w in np.unique(wells[val_idx]):
+        idx = np.asarray(val_idx)[wells[val_idx] == w]
+        chosen = {s for _, s in spread_sections(wells[idx], sections[idx], cap)}
+        keep.append(idx[np.isin(sections[idx], list(chosen))])
+    return np.sort(np.concatenate(keep))
+
+
+def selection_indices(wells: np.ndarray, sections: np.ndarray, splits: Mapping[str, Any]) -> np.ndarray:
+    """Indices (ascending) of the patches that select the networks' epochs: those of
+    splits["selection_sections"], or every validation patch where splits.json has none."""
+    chosen = splits.get("selection_sections")
+    if chosen is None:
+        return split_indices(wells, splits["val_wells"])
+    wanted = {(int(w), int(s)) for w, s in chosen}
+    pairs = zip(np.asarray(wells).reshape(-1).tolist(), np.asarray(sections).reshape(-1).tolist())
+    return np.asarray([i for i, key in enumerate(pairs) if key in wanted], dtype=np.int64)
+
+
+def load_splits(path: str | Path) -> dict[str, Any]:
     """splits.json, checked: integer well lists, validation and training wells disjoint,
-    folds a partition of the training wells."""
+    folds a partition of the training wells, selection sections (optional) of validation wells."""
     splits = load_json(path)
     if not isinstance(splits, dict):
         raise EchoCemError(f"{path}: expected a mapping with val_wells, train_wells, oof_folds")
@@ -154,7 +217,16 @@ def load_splits(path: str | Path) -> dict[str, list]:
     fold_wells = [w for f in folds for w in f]
     if folds and sorted(fold_wells) != sorted(splits["train_wells"]):
         raise EchoCemError(f"{path}: oof_folds {folds} do not partition train_wells {splits['train_wells']}")
-    return {"val_wells": splits["val_wells"], "train_wells": splits["train_wells"], "oof_folds": folds}
+    chosen = splits.get("selection_sections")
+    if chosen is not None:
+        if (not isinstance(chosen, list) or not chosen
+                or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, int) for v in p) for p in chosen)):
+            raise EchoCemError(f"{path}: key selection_sections must be a non-empty list of [well, section] pairs")
+        outside = sorted({w for w, _ in chosen} - set(splits["val_wells"]))
+        if outside:
+            raise EchoCemError(f"{path}: selection_sections name wells {outside} that are not validation wells")
+    return {"val_wells": splits["val_wells"], "train_wells": splits["train_wells"], "oof_folds": folds,
+            "selection_sections": chosen}
 
 
 def split_indices(wells_array: np.ndarray, wells: Sequence[int]) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from echocem.data.preprocess import load_labelled, load_normalization, load_splits, split_indices
+from echocem.data.preprocess import load_labelled, load_normalization, load_splits, selection_indices, split_indices
 from echocem.io import EchoCemError, file_md5
 
 
@@ -23,7 +23,8 @@ class LabelledInputs:
     splits: dict[str, Any]
     files: tuple[Path, ...]  # what the inputs were read from (a checkpoint's fingerprint covers them)
     train_idx: np.ndarray  # patches of the training wells
-    val_idx: np.ndarray  # patches of the validation wells
+    val_idx: np.ndarray  # patches of the validation wells (the ladder scores them all)
+    select_idx: np.ndarray  # those of them that choose a network's epoch (splits.json selection_sections)
 
 
 def load_labelled_inputs(ingested: str | Path, prepared: str | Path) -> LabelledInputs:
@@ -36,8 +37,11 @@ def load_labelled_inputs(ingested: str | Path, prepared: str | Path) -> Labelled
     if len(tr) == 0 or len(va) == 0:
         raise EchoCemError(f"{train_path}: no patches of the training wells {splits['train_wells']} "
                            f"or of the validation wells {splits['val_wells']}")
+    sel = selection_indices(data["well"], data["section"], splits)
+    if len(sel) == 0:
+        raise EchoCemError(f"{splits_path}: its selection_sections name no patch of {train_path}")
     return LabelledInputs(data=data, spec=load_normalization(norm_path), splits=splits,
-                          files=(train_path, norm_path, splits_path), train_idx=tr, val_idx=va)
+                          files=(train_path, norm_path, splits_path), train_idx=tr, val_idx=va, select_idx=sel)
 
 
 def fingerprint(payload: Mapping[str, Any], files: tuple[str | Path, ...] = ()) -> str:
