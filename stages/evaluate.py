@@ -1,7 +1,8 @@
 """Stage evaluate: the ladder on the validation wells, with 95 % intervals.
 
 Every rung's challenge IoU (overall, per class, per well) with a 95 % interval
-(bootstrap over patches, resampled within their well), and every part's gain as
+(bootstrap over whole sections, resampled within their
+well: a section's patches are depth strips of one image and err together), and every part's gain as
 a paired difference with its interval: each rung against the one below, plus
 two comparisons the rungs cannot show: one more training well (the main U-Net
 against the out-of-fold U-Nets, each trained without one of its wells: what the
@@ -19,7 +20,7 @@ import numpy as np
 from echocem.data.preprocess import load_splits, split_indices
 from echocem.io import EchoCemError, atomic_path, load_npz, save_figure, save_json
 from echocem.runtime import stage_main, start_stage
-from echocem.seg.intervals import intervals_figure, ladder_intervals, records
+from echocem.seg.intervals import intervals_figure, ladder_intervals, records, section_codes
 from echocem.seg.ladder import (RUNG_LABELS, align_predictions, best_and_worst, best_rung, build_ladder,
                                 confusion_figure, overlay_figure, per_well_figure)
 from echocem.seg.metric import confusion_matrix, patch_scores
@@ -49,7 +50,7 @@ def main() -> None:
 
     train_path = Path(args.ingested) / "train.npz"
     data = load_npz(train_path)
-    for key in ("images", "masks", "widths", "ids", "well"):
+    for key in ("images", "masks", "widths", "ids", "well", "section"):
         if key not in data:
             raise EchoCemError(f"{train_path}: array {key!r} missing")
     splits = load_splits(Path(args.prepared) / "splits.json")
@@ -76,15 +77,19 @@ def main() -> None:
              "postproc_on_tta": patch_scores(truth, nets["postproc_on_tta"], widths)}
     pairs = [(b, a) for a, b in zip(ladder["order"], ladder["order"][1:])]
     pairs += [("unet", "unet_one_well_fewer"), ("student_alone", "unet"), ("postproc_on_tta", "tta")]
+    # whole sections are resampled: a section's patches are strips of one image and err together
+    sections = section_codes(wells, data["section"][va])
     tables = ladder_intervals({**scores, **extra}, wells, order=[*ladder["order"], *extra], pairs=pairs,
-                              n_boot=int(cfg["n_boot"]), level=float(cfg["level"]), seed=int(params["seed"]))
+                              clusters=sections, n_boot=int(cfg["n_boot"]), level=float(cfg["level"]),
+                              seed=int(params["seed"]))
     ladder["intervals"] = records(tables["rungs"])
     ladder["differences"] = records(tables["differences"])
     ladder["labels"] = {**RUNG_LABELS, "unet_one_well_fewer": "U-Net, one training well fewer (out-of-fold, mean)",
                         "student_alone": "pseudo-label student alone (mean)",
                         "postproc_on_tta": "+ post-processing U-Net on the TTA rung (no ensemble, no students)"}
     ladder["bootstrap"] = {"n_boot": int(cfg["n_boot"]), "level": float(cfg["level"]),
-                           "resampling": "patches, within their validation well", "n_patches": int(len(va)),
+                           "resampling": "whole sections, within their validation well", "n_patches": int(len(va)),
+                           "n_sections": int(len(np.unique(sections))),
                            "n_out_of_fold_unets": int(len(folds)), "n_students": int(len(students))}
 
     best = best_rung(ladder)

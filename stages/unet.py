@@ -73,8 +73,7 @@ def main() -> None:
     fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, epochs=epochs, generated=n_generated)
     # the epoch is chosen on the selection patches; every validation patch is predicted and scored below
     trained = train_segmenter(net.on_device(train_arrays), net.on_device(net.patches(inputs.select_idx)), cfg,
-                              profile, epochs,
-                              net.seed, net.device, ck_dir, fp, desc="unet")
+                              profile, epochs, net.seed, net.device, ck_dir, fp, desc="unet")
 
     probs = predict_proba(trained.model, data["images"][va], data["widths"][va], inputs.spec, net.device,
                           int(profile["train"]["eval_batch_size"]))

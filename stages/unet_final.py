@@ -60,12 +60,12 @@ def main() -> None:
     trained = train_segmenter(net.on_device(train), None, net.model_cfg, net.profile, epochs, net.seed, net.device,
                               ck_dir, fp, desc="unet_final")
     wells = sorted(int(w) for w in np.unique(inputs.data["well"][every]))
+    per_well = {str(w): int(c) for w, c in zip(*np.unique(inputs.data["well"][every], return_counts=True))}
     metrics = {"epochs": epochs, "selected_epochs": selected_epochs, "selected_samples": n_selected,
                "epochs_from": "the steps of the epoch the validation wells selected for stage unet",
-               "wells": wells, "n_patches": int(len(every)),
-               "patches_per_well": {str(w): int(c) for w, c in zip(*np.unique(inputs.data["well"][every],
-                                                                                return_counts=True))},
-               "n_labelled_patches": int(len(inputs.train_idx) + len(inputs.val_idx)), "n_border_windows": int(len(train["images"]) - len(every)),
+               "wells": wells, "n_patches": int(len(every)), "patches_per_well": per_well,
+               "n_labelled_patches": int(len(inputs.train_idx) + len(inputs.val_idx)),
+               "n_border_windows": int(len(train["images"]) - len(every)),
                "profile": net.params["unet"]["profile"], "encoder": net.model_cfg["encoder"], "device": net.device}
     save_model(args.model, trained.model, net.model_cfg, {"stage": STAGE, "best_epoch": epochs, "wells": wells,
                                                           "seed": net.seed})

@@ -72,8 +72,8 @@ def main() -> None:
     extra = {"images": pseudo["images"][learn], "masks": pseudo["masks"][learn], "widths": pseudo["widths"][learn],
              "well": pseudo["well"][learn], "ids": pseudo["ids"][learn]}
     train = net.on_device({k: np.concatenate([real[k], extra[k]]) for k in extra})
-    trained = train_segmenter(train, net.on_device(net.patches(inputs.select_idx)), net.model_cfg, profile, epochs, net.seed,
-                              net.device, ck_dir, fp, desc=f"student {args.fold}")
+    trained = train_segmenter(train, net.on_device(net.patches(inputs.select_idx)), net.model_cfg, profile, epochs,
+                              net.seed, net.device, ck_dir, fp, desc=f"student {args.fold}")
     probs = predict_proba(trained.model, data["images"][va], data["widths"][va], inputs.spec, net.device,
                           int(profile["train"]["eval_batch_size"])).astype(np.float16)
     pred = labels_from_proba(probs, data["widths"][va])

@@ -9,6 +9,15 @@ statistic is the mean over all items (the challenge score is a mean over
 patches, not over wells). The interval is the percentile interval of the
 resampled means.
 
+Patches of one section are consecutive depth strips of one image: they share
+its cement, its TIE track and its contrast, so they are not independent either.
+Given `clusters` (e.g. the section of each patch), the resampling draws whole
+clusters with replacement inside their stratum, as many as the stratum holds,
+and the statistic is the resampled items' mean (their sum over their count).
+The interval then covers the variation between sections, which drawing patches
+one by one hides: on a simulated validation well of 32 sections of 20 patches,
+the U-Net's patch-by-patch interval was +-0.013, the section one +-0.039.
+
 A gain is a paired difference: model A and model B scored on the same patches
 are resampled with the same indices, so the patch-to-patch variation they
 share cancels (the interval of a difference is far narrower than the two
@@ -37,7 +46,9 @@ class Interval:
     """A point estimate with its confidence interval.
 
     `n` is the number of items (patches), `n_groups` the number of strata
-    (wells) they were resampled within; `method` says how the interval was made.
+    (wells) they were resampled within, `n_clusters` the number of clusters
+    (sections) drawn whole (None: items drawn one by one); `method` says how the
+    interval was made.
     """
 
     estimate: float
@@ -47,6 +58,7 @@ class Interval:
     n: int
     n_groups: int
     method: str
+    n_clusters: int | None = None
 
     @property
     def width(self) -> float:
@@ -61,6 +73,7 @@ class Interval:
         for key in ("estimate", "low", "high", "level"):
             out[key] = float(out[key])
         out["n"], out["n_groups"] = int(self.n), int(self.n_groups)
+        out["n_clusters"] = None if self.n_clusters is None else int(self.n_clusters)
         return out
 
     def __str__(self) -> str:
@@ -124,7 +137,50 @@ def bootstrap_means(values: np.ndarray, codes: np.ndarray, n_boot: int, seed: in
     return totals / values.size
 
 
-def _percentile_interval(values: np.ndarray, boots: np.ndarray, level: float, n_groups: int, method: str) -> Interval:
+def cluster_bootstrap_means(values: np.ndarray, codes: np.ndarray, clusters: np.ndarray, n_boot: int,
+                            seed: int) -> np.ndarray:
+    """(n_boot,) means of stratified cluster resamples of `values` (already validated).
+
+    `clusters` (codes 0..C-1) nest in the strata `codes`: within each stratum
+    whole clusters are drawn with replacement, as many as it holds; a resample's
+    mean is the sum of the drawn clusters' items over their count (clusters may
+    differ in size). Strata and chunks are visited in order: the result depends
+    only on the inputs and `seed`.
+    """
+    rng = np.random.default_rng(seed)
+    sums = np.bincount(clusters, weights=values)
+    sizes = np.bincount(clusters).astype(np.float64)
+    totals, counts = np.zeros(n_boot), np.zeros(n_boot)
+    for g in range(int(codes.max()) + 1):
+        members = np.unique(clusters[codes == g])
+        rows = max(1, _MAX_DRAWN // members.size)
+        for lo in range(0, n_boot, rows):
+            hi = min(n_boot, lo + rows)
+            drawn = members[rng.integers(0, members.size, size=(hi - lo, members.size))]
+            totals[lo:hi] += sums[drawn].sum(axis=1)
+            counts[lo:hi] += sizes[drawn].sum(axis=1)
+    return totals / counts
+
+
+def _cluster_codes(clusters: Any, codes: np.ndarray) -> np.ndarray:
+    """Integer code 0..C-1 per item; EchoCemError unless every cluster lies in one stratum."""
+    arr = np.asarray(clusters)
+    if arr.ndim != 1 or arr.shape[0] != codes.size:
+        raise EchoCemError(f"clusters: expected {codes.size} labels (one per value), got shape {arr.shape}")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise EchoCemError("clusters: contains NaN; every item needs a cluster label (e.g. its section)")
+    _, cl = np.unique(arr, return_inverse=True)
+    cl = cl.reshape(-1)
+    pairs = np.unique(np.stack([cl, codes], axis=1), axis=0)
+    spans = np.flatnonzero(np.bincount(pairs[:, 0]) > 1)
+    if spans.size:
+        raise EchoCemError(f"clusters: cluster {arr[np.flatnonzero(cl == spans[0])[0]].tolist()!r} spans two groups; "
+                           "a cluster (e.g. a section) must lie inside one group (its well)")
+    return cl
+
+
+def _percentile_interval(values: np.ndarray, boots: np.ndarray, level: float, n_groups: int, method: str,
+                         n_clusters: int | None = None) -> Interval:
     """The mean of `values` with the percentile interval of its resampled means `boots`."""
     alpha = 1.0 - level
     low, high = np.quantile(boots, [alpha / 2.0, 1.0 - alpha / 2.0])
@@ -136,17 +192,26 @@ def _percentile_interval(values: np.ndarray, boots: np.ndarray, level: float, n_
         n=int(values.size),
         n_groups=n_groups,
         method=method,
+        n_clusters=n_clusters,
     )
 
 
-def _interval(values: np.ndarray, groups: Any, n_boot: int, level: float, seed: int, what: str) -> Interval:
+def _interval(values: np.ndarray, groups: Any, n_boot: int, level: float, seed: int, what: str,
+              clusters: Any = None) -> Interval:
     _check_options(n_boot, level)
     codes = _group_codes(groups, values.size)
-    boots = bootstrap_means(values, codes, int(n_boot), seed)
     n_groups = int(codes.max()) + 1
     strat = "stratified by group, " if n_groups > 1 else ""
+    if clusters is None:
+        boots = bootstrap_means(values, codes, int(n_boot), seed)
+        return _percentile_interval(values, boots, level, n_groups,
+                                    f"{what}: percentile bootstrap, {strat}{int(n_boot)} resamples")
+    cl = _cluster_codes(clusters, codes)
+    boots = cluster_bootstrap_means(values, codes, cl, int(n_boot), seed)
+    n_clusters = int(cl.max()) + 1
     return _percentile_interval(values, boots, level, n_groups,
-                                f"{what}: percentile bootstrap, {strat}{int(n_boot)} resamples")
+                                f"{what}: percentile bootstrap of whole clusters ({n_clusters}), {strat}"
+                                f"{int(n_boot)} resamples", n_clusters)
 
 
 def _paired(a: Any, b: Any, what: str) -> np.ndarray:
@@ -165,6 +230,7 @@ def bootstrap_mean(
     values: Sequence[float] | np.ndarray,
     groups: Sequence[Any] | np.ndarray | None = None,
     *,
+    clusters: Sequence[Any] | np.ndarray | None = None,
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
@@ -174,9 +240,11 @@ def bootstrap_mean(
     `groups` (one label per value, e.g. the well of each patch) keeps every
     group's size fixed across resamples; None treats all values as one group.
     A group of one item contributes no variation (it is always redrawn).
+    `clusters` (one label per value, e.g. the section of each patch; each inside
+    one group): whole clusters are drawn instead of single items.
     """
     arr = _as_values(values, "values")
-    return _interval(arr, groups, n_boot, level, seed, "mean")
+    return _interval(arr, groups, n_boot, level, seed, "mean", clusters)
 
 
 def paired_difference(
@@ -184,6 +252,7 @@ def paired_difference(
     b: Sequence[float] | np.ndarray,
     groups: Sequence[Any] | np.ndarray | None = None,
     *,
+    clusters: Sequence[Any] | np.ndarray | None = None,
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
@@ -191,9 +260,11 @@ def paired_difference(
     """Mean of a - b (items paired by position) with a stratified bootstrap interval.
 
     Resampling the per-item differences is resampling a and b with the same
-    indices: both models are judged on the same resampled patches.
+    indices: both models are judged on the same resampled patches (or, with
+    `clusters`, on the same resampled sections).
     """
-    return _interval(_paired(a, b, "paired_difference"), groups, n_boot, level, seed, "paired difference")
+    return _interval(_paired(a, b, "paired_difference"), groups, n_boot, level, seed, "paired difference",
+                     clusters)
 
 
 def paired_difference_clustered(

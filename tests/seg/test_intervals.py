@@ -16,6 +16,7 @@ from echocem.seg.intervals import (
     ladder_intervals,
     records,
     rung_table,
+    section_codes,
 )
 
 WELLS = np.repeat([2, 5, 6], [40, 30, 50])
@@ -139,3 +140,31 @@ def test_figure_has_error_bars_for_rungs_wells_and_gains():
 def test_bad_input_names_the_problem(call, message):
     with pytest.raises(EchoCemError, match=message):
         call()
+
+
+def test_sections_are_resampled_whole_overall_and_per_well():
+    """Sections numbered 1.. in every well (as in the data): section_codes keeps them apart.
+    Patches that share their section's level: resampling sections sees the spread between
+    them, which patch-by-patch resampling understates; exact gains stay exact."""
+    rng = np.random.default_rng(4)
+    sections = np.concatenate([np.repeat(np.arange(1, n // 10 + 1), 10) for n in (40, 30, 50)])
+    codes = section_codes(WELLS, sections)
+    assert len(np.unique(codes)) == 12 and len(np.unique(sections)) == 5
+    level = rng.normal(0.6, 0.15, 12)[codes]
+    s = {"base": level + rng.normal(0, 0.02, WELLS.size)}
+    s["shifted"] = s["base"] + 0.05
+    tables = ladder_intervals(s, WELLS, clusters=codes, n_boot=1000)
+    rungs, diffs = tables["rungs"], tables["differences"]
+    overall = rungs[(rungs["rung"] == "base") & (rungs["scope"] == "all")].iloc[0]
+    assert (overall["n"], overall["n_groups"], overall["n_clusters"]) == (120, 3, 12)
+    assert "whole clusters (12)" in overall["method"]
+    by_patch = rung_table(s, WELLS, n_boot=1000)
+    flat = by_patch[(by_patch["rung"] == "base") & (by_patch["scope"] == "all")].iloc[0]
+    assert overall["high"] - overall["low"] > 2 * (flat["high"] - flat["low"])
+    w5 = rungs[(rungs["rung"] == "base") & (rungs["well"] == 5)].iloc[0]
+    assert (w5["n"], w5["n_clusters"]) == (30, 3)
+    np.testing.assert_allclose(diffs[["estimate", "low", "high"]].to_numpy(float), 0.05, atol=1e-12)
+    assert json.loads(json.dumps(records(rungs)))[0]["n_clusters"] == 12
+    assert records(by_patch)[0]["n_clusters"] is None
+    with pytest.raises(EchoCemError, match="intervals: 3 section labels for 120 patches"):
+        rung_table(s, WELLS, clusters=[1, 2, 3], n_boot=100)

@@ -223,8 +223,9 @@ def ladder_section(run: Run) -> Section:
     boot = run.ladder.get("bootstrap")
     if boot:
         blocks.append(Text(
-            f"Intervals: {boot['n_boot']} bootstrap resamples of the {boot['n_patches']} validation patches "
-            f"({boot['resampling']}). A gain whose interval includes 0 is reported as no difference."))
+            f"Intervals: {boot['n_boot']} bootstrap resamples of the {boot['n_patches']} validation patches"
+            + (f" in {boot['n_sections']} sections" if "n_sections" in boot else "")
+            + f" ({boot['resampling']}). A gain whose interval includes 0 is reported as no difference."))
     blocks.extend(ladder_tables(run.ladder))
     for name, png in run.ladder_figures.items():
         if name.startswith("ladder"):

@@ -7,9 +7,12 @@ is the mean over seeds (the ensemble of runs a reader would reproduce), and the
 spread of its per-seed means is reported beside the interval.
 
 Overall intervals resample patches within their well (`echocem.stats`), so each
-well keeps its weight; per-well rows resample that well's patches. Gains are
-paired differences on the same resampled patches, which is what makes a small
-gain distinguishable from zero when the two rungs err on the same patches.
+well keeps its weight; per-well rows resample that well's patches. Given the
+section of every patch, whole sections are resampled instead: the patches of a
+section are depth strips of one image and err together, so drawing them one by
+one makes every interval too narrow. Gains are paired differences on the same
+resamples, which is what makes a small gain distinguishable from zero when the
+two rungs err on the same patches.
 """
 from __future__ import annotations
 
@@ -21,10 +24,10 @@ import pandas as pd
 from echocem.io import EchoCemError
 from echocem.stats import Interval, bootstrap_mean, paired_difference, seed_spread
 
-RUNG_COLUMNS = ["rung", "scope", "well", "estimate", "low", "high", "level", "n", "n_groups",
+RUNG_COLUMNS = ["rung", "scope", "well", "estimate", "low", "high", "level", "n", "n_groups", "n_clusters",
                 "n_seeds", "seed_mean", "seed_std", "method"]
 DIFF_COLUMNS = ["a", "b", "name", "scope", "well", "estimate", "low", "high", "level", "n", "n_groups",
-                "excludes_zero", "method"]
+                "n_clusters", "excludes_zero", "method"]
 
 
 def _per_seed(scores: Mapping[str, Any], wells: np.ndarray) -> dict[str, np.ndarray]:
@@ -56,7 +59,34 @@ def _order(scores: Mapping[str, Any], order: Sequence[str] | None) -> list[str]:
 
 def _row(iv: Interval) -> dict[str, Any]:
     return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "level": iv.level, "n": iv.n,
-            "n_groups": iv.n_groups, "method": iv.method}
+            "n_groups": iv.n_groups, "n_clusters": pd.NA if iv.n_clusters is None else iv.n_clusters,
+            "method": iv.method}
+
+
+def section_codes(wells: Sequence[int] | np.ndarray, sections: Sequence[int] | np.ndarray) -> np.ndarray:
+    """One integer per (well, section): the cluster label of every patch (section numbers repeat
+    across wells, so the section alone would merge sections of different wells)."""
+    pairs = np.stack([np.asarray(wells).reshape(-1), np.asarray(sections).reshape(-1)], axis=1)
+    return np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _scopes(wells: np.ndarray, clusters: np.ndarray | None) -> list[tuple[str, Any, np.ndarray, Any, Any]]:
+    """(scope, well, selection, groups, clusters) overall and per well."""
+    every = np.ones(wells.shape[0], dtype=bool)
+    out = [("all", pd.NA, every, wells, clusters)]
+    for w in np.unique(wells):
+        sel = wells == w
+        out.append(("well", int(w), sel, None, None if clusters is None else clusters[sel]))
+    return out
+
+
+def _clusters(clusters: Any, n: int) -> np.ndarray | None:
+    if clusters is None:
+        return None
+    arr = np.asarray(clusters).reshape(-1)
+    if arr.shape[0] != n:
+        raise EchoCemError(f"intervals: {arr.shape[0]} section labels for {n} patches")
+    return arr
 
 
 def rung_table(
@@ -64,30 +94,32 @@ def rung_table(
     wells: Sequence[int] | np.ndarray,
     order: Sequence[str] | None = None,
     *,
+    clusters: Sequence[Any] | np.ndarray | None = None,
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per rung overall (scope "all", well NA) and per rung and well (scope "well").
 
-    estimate/low/high: mean patch score and its interval; n_seeds, seed_mean,
-    seed_std: the spread over seeds (seed_std NA with one seed).
+    estimate/low/high: mean patch score and its interval (whole `clusters`, e.g.
+    `section_codes`, resampled where given); n_seeds, seed_mean, seed_std: the
+    spread over seeds (seed_std NA with one seed).
     """
     wells = np.asarray(wells).reshape(-1)
     per_seed = _per_seed(scores, wells)
+    clusters = _clusters(clusters, wells.shape[0])
     rows = []
     for rung in _order(per_seed, order):
         arr = per_seed[rung]
-        scopes = [("all", pd.NA, np.ones(wells.shape[0], dtype=bool))]
-        scopes += [("well", int(w), wells == w) for w in np.unique(wells)]
-        for scope, well, sel in scopes:
-            groups = wells[sel] if scope == "all" else None
-            iv = bootstrap_mean(arr[:, sel].mean(axis=0), groups, n_boot=n_boot, level=level, seed=seed)
+        for scope, well, sel, groups, cl in _scopes(wells, clusters):
+            iv = bootstrap_mean(arr[:, sel].mean(axis=0), groups, clusters=cl, n_boot=n_boot, level=level,
+                                seed=seed)
             spread = seed_spread(arr[:, sel].mean(axis=1))
             rows.append({"rung": rung, "scope": scope, "well": well, **_row(iv), "n_seeds": spread["n"],
                          "seed_mean": spread["mean"],
                          "seed_std": pd.NA if spread["std"] is None else spread["std"]})
-    return pd.DataFrame(rows, columns=RUNG_COLUMNS).astype({"well": "Int64", "seed_std": "Float64"})
+    return pd.DataFrame(rows, columns=RUNG_COLUMNS).astype({"well": "Int64", "n_clusters": "Int64",
+                                                            "seed_std": "Float64"})
 
 
 def consecutive_pairs(order: Sequence[str]) -> list[tuple[str, str]]:
@@ -100,30 +132,30 @@ def difference_table(
     wells: Sequence[int] | np.ndarray,
     pairs: Sequence[tuple[str, str]],
     *,
+    clusters: Sequence[Any] | np.ndarray | None = None,
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per pair (a, b) overall and per well: mean of a - b with its paired interval.
+    """One row per pair (a, b) overall and per well: mean of a - b with its paired interval
+    (whole `clusters` resampled where given).
 
     excludes_zero: the interval lies wholly above or below 0.
     """
     wells = np.asarray(wells).reshape(-1)
     per_seed = _per_seed(scores, wells)
+    clusters = _clusters(clusters, wells.shape[0])
     rows = []
     for a, b in pairs:
         missing = [r for r in (a, b) if r not in per_seed]
         if missing:
             raise EchoCemError(f"intervals: pair ({a!r}, {b!r}) names rungs without scores: {missing}")
         sa, sb = per_seed[a].mean(axis=0), per_seed[b].mean(axis=0)
-        scopes = [("all", pd.NA, np.ones(wells.shape[0], dtype=bool))]
-        scopes += [("well", int(w), wells == w) for w in np.unique(wells)]
-        for scope, well, sel in scopes:
-            groups = wells[sel] if scope == "all" else None
-            iv = paired_difference(sa[sel], sb[sel], groups, n_boot=n_boot, level=level, seed=seed)
+        for scope, well, sel, groups, cl in _scopes(wells, clusters):
+            iv = paired_difference(sa[sel], sb[sel], groups, clusters=cl, n_boot=n_boot, level=level, seed=seed)
             rows.append({"a": a, "b": b, "name": f"{a} - {b}", "scope": scope, "well": well, **_row(iv),
                          "excludes_zero": bool(iv.low > 0 or iv.high < 0)})
-    return pd.DataFrame(rows, columns=DIFF_COLUMNS).astype({"well": "Int64"})
+    return pd.DataFrame(rows, columns=DIFF_COLUMNS).astype({"well": "Int64", "n_clusters": "Int64"})
 
 
 def ladder_intervals(
@@ -132,6 +164,7 @@ def ladder_intervals(
     order: Sequence[str] | None = None,
     pairs: Sequence[tuple[str, str]] | None = None,
     *,
+    clusters: Sequence[Any] | np.ndarray | None = None,
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
@@ -139,7 +172,7 @@ def ladder_intervals(
     """{"rungs": rung_table, "differences": difference_table}; pairs default to consecutive rungs."""
     rung_order = _order(scores, order)
     chosen = consecutive_pairs(rung_order) if pairs is None else list(pairs)
-    opts = {"n_boot": n_boot, "level": level, "seed": seed}
+    opts = {"clusters": clusters, "n_boot": n_boot, "level": level, "seed": seed}
     return {"rungs": rung_table(scores, wells, rung_order, **opts),
             "differences": difference_table(scores, wells, chosen, **opts)}
 
