@@ -52,6 +52,7 @@ def main() -> None:
     from echocem.patchgen.figures import study_figure
     from echocem.patchgen.fit import fingerprint
     from echocem.patchgen.study import run_study, summarise, table_markdown
+    from echocem.seg.intervals import section_codes
 
     seed = int(params["seed"])
     device = resolve_device(params["execution"]["device"])
@@ -85,7 +86,8 @@ def main() -> None:
     records, gen_info = run_study(train, splits["train_wells"], unlabelled, heldout, spec, size,
                                   bool(section["other_wells_unlabelled"]), gen_size, gen_section["proposals"],
                                   unet_profile, seed, device, work, all_pool)
-    table, intervals = summarise(records, float(section["level"]), int(section["n_boot"]), seed)
+    table, intervals = summarise(records, float(section["level"]), int(section["n_boot"]), seed,
+                                 sections=section_codes(data["well"][va], data["section"][va]))
 
     metrics = {
         "size": section["size"], "device": device, "seed": seed, "level": float(section["level"]),

@@ -272,6 +272,7 @@ def paired_difference_clustered(
     b: Sequence[float] | np.ndarray,
     clusters: Sequence[Any] | np.ndarray,
     *,
+    inner: Sequence[Any] | np.ndarray | None = None,
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
@@ -284,24 +285,32 @@ def paired_difference_clustered(
     spread between runs as well as between items. (The stratified interval of
     `paired_difference` keeps every cluster once and covers the items only.)
     With few clusters the interval is coarse: with 3 seeds it cannot be narrower
-    than the spread of their means allows.
+    than the spread of their means allows. `inner` (one label per item, e.g. the
+    section of each patch): within a drawn cluster, whole inner groups are drawn
+    instead of single items (a section's patches err together).
     """
     values = _paired(a, b, "paired_difference_clustered")
     _check_options(n_boot, level)
     codes = _group_codes(clusters, values.size)
-    members = [values[codes == g] for g in range(int(codes.max()) + 1)]
-    sizes = np.array([m.size for m in members])
+    inner_codes = np.arange(values.size) if inner is None else _group_codes(inner, values.size)
+    # per cluster: the sums and sizes of its inner groups (single items when inner is None)
+    parts = []
+    for g in range(int(codes.max()) + 1):
+        _, local = np.unique(inner_codes[codes == g], return_inverse=True)
+        parts.append((np.bincount(local, weights=values[codes == g]), np.bincount(local).astype(np.float64)))
     rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, len(members), size=(int(n_boot), len(members)))  # clusters of each resample
-    totals = np.zeros(int(n_boot))
-    counts = sizes[drawn].sum(axis=1).astype(np.float64)
-    for slot in range(len(members)):
-        for g, m in enumerate(members):
+    drawn = rng.integers(0, len(parts), size=(int(n_boot), len(parts)))  # clusters of each resample
+    totals, counts = np.zeros(int(n_boot)), np.zeros(int(n_boot))
+    for slot in range(len(parts)):
+        for g, (sums, sizes) in enumerate(parts):
             rows = np.flatnonzero(drawn[:, slot] == g)
             if rows.size:
-                totals[rows] += m[rng.integers(0, m.size, size=(rows.size, m.size))].sum(axis=1)
-    return _percentile_interval(values, totals / counts, level, len(members),
-                                f"paired difference: two-level percentile bootstrap (clusters, then items "
+                idx = rng.integers(0, sums.size, size=(rows.size, sums.size))
+                totals[rows] += sums[idx].sum(axis=1)
+                counts[rows] += sizes[idx].sum(axis=1)
+    then = "items" if inner is None else "whole inner groups"
+    return _percentile_interval(values, totals / counts, level, len(parts),
+                                f"paired difference: two-level percentile bootstrap (clusters, then {then} "
                                 f"within them), {int(n_boot)} resamples")
 
 

@@ -53,6 +53,30 @@ def test_interval_widens_with_noise():
     assert noisy["verdict"][0] == "no difference" and quiet["verdict"][0] == "gain"
 
 
+def test_sections_that_gain_together_widen_the_interval():
+    """8 sections of 5 held-out patches; the gain is a per-section effect shared by the section's
+    patches in every seed. Drawing patches one by one counts 40 independent gains; drawing whole
+    sections counts 8, and the interval widens accordingly."""
+    rng = np.random.default_rng(5)
+    sections = np.repeat(np.arange(8), 5)
+    effect = rng.normal(0.02, 0.04, 8)[sections]
+    records = []
+    for s in range(3):
+        base = rng.uniform(0.3, 0.8, 40)
+        for arm, shift in (("without", 0.0), ("with", effect)):
+            records.append({"k": "1", "wells": [1], "seed_index": s, "arm": arm, "steps": 64, "n_real": 20,
+                            "n_generated": 20 if arm == "with" else 0,
+                            "scores": (base + shift + rng.normal(0, 0.005, 40)).tolist()})
+    flat, _ = summarise(records, n_boot=2000)
+    whole, intervals = summarise(records, n_boot=2000, sections=sections)
+    width = lambda t: float(t["gain_high"][0] - t["gain_low"][0])  # noqa: E731
+    assert whole["gain"][0] == pytest.approx(flat["gain"][0])
+    assert width(whole) > 1.8 * width(flat)
+    assert "whole inner groups" in intervals["1"]["method"]
+    with pytest.raises(EchoCemError, match="7 section labels for 40 held-out patches"):
+        summarise(records, sections=sections[:7])
+
+
 def test_unpaired_seed_is_an_error():
     records = records_with_gain("1", 0.05)[:-1]  # seed 2 lost its "with" run
     with pytest.raises(EchoCemError, match="lack one of the two arms"):

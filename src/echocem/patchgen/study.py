@@ -18,7 +18,8 @@ Aggregation: per k, each arm's IoU over seeds (mean, std, n) and the paired
 gain with-minus-without: its estimate is the mean over seeds and held-out
 patches, its interval the two-level percentile bootstrap of
 echocem.stats.paired_difference_clustered: seeds drawn with replacement, then
-the patches of each drawn seed, so the interval covers the seeds' spread. The
+the held-out sections of each drawn seed (whole: a section's patches err
+together), so the interval covers the seeds' spread. The
 verdict is "gain" when the interval lies above 0, "loss" when below, and
 "no difference" otherwise: inside the noise is reported as no difference.
 """
@@ -82,12 +83,15 @@ def verdict(low: float, high: float) -> str:
     return "no difference"
 
 
-def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot: int = 2000, seed: int = 0):
+def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+              sections: Sequence[Any] | np.ndarray | None = None):
     """(pandas table one row per k, {k: paired-gain Interval as dict}) from run records.
 
     A record: k, seed_index, arm ("without" | "with"), scores (per held-out
     patch, same patch order in every run), plus n_real, n_generated, steps,
-    wells. Every (k, seed) must have both arms.
+    wells. Every (k, seed) must have both arms. `sections`: the section of each
+    held-out patch (e.g. echocem.seg.intervals.section_codes); within a drawn
+    seed, whole sections are then resampled instead of single patches.
     """
     import pandas as pd
 
@@ -107,8 +111,15 @@ def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot:
         a = np.concatenate([np.asarray(by_seed["with"][s]["scores"], float) for s in seeds])
         b = np.concatenate([np.asarray(by_seed["without"][s]["scores"], float) for s in seeds])
         strata = np.concatenate([np.full(len(by_seed["with"][s]["scores"]), s) for s in seeds])
-        # seeds, then patches: the gain's interval covers the spread between training runs too
-        gain = paired_difference_clustered(a, b, strata, n_boot=n_boot, level=level,
+        inner = None
+        if sections is not None:
+            inner = np.asarray(sections).reshape(-1)
+            if inner.size != len(by_seed["with"][seeds[0]]["scores"]):
+                raise EchoCemError(f"augmentation study k={k}: {inner.size} section labels for "
+                                   f"{len(by_seed['with'][seeds[0]]['scores'])} held-out patches")
+            inner = np.tile(inner, len(seeds))
+        # seeds, then patches (whole sections): the gain's interval covers the spread between training runs too
+        gain = paired_difference_clustered(a, b, strata, inner=inner, n_boot=n_boot, level=level,
                                            seed=derived_seed(seed, "study", k))
         without = seed_spread([float(np.mean(by_seed["without"][s]["scores"])) for s in seeds])
         with_ = seed_spread([float(np.mean(by_seed["with"][s]["scores"])) for s in seeds])
