@@ -83,14 +83,15 @@ def train_seeds(seeds: list[int], out: Path, jobs: int) -> dict[int, Path]:
     return models
 
 
-def network_scores(model_path: Path, val: dict, spec: dict, profile: dict, device: str) -> dict[str, np.ndarray]:
+def network_scores(name: str, model_path: Path, val: dict, spec: dict, profile: dict,
+                   device: str) -> dict[str, np.ndarray]:
     """{entry: per-patch challenge scores} of one network on the validation patches."""
     model = load_model(model_path)[0]
     batch = int(profile["train"]["eval_batch_size"])
     scores = {}
     for entry, sections, tta in (("unet", False, False), ("sections", True, False), ("tta", True, True)):
         how = Inference.from_params(profile["context"], batch, sections=sections, tta=tta)
-        probs = predict_probs([model], val, spec, device, how, desc=f"{model_path.parent.name} {entry}")
+        probs = predict_probs([model], val, spec, device, how, desc=f"{name}: {entry}")
         scores[entry] = patch_scores(val["masks"], labels_from_proba(probs, val["widths"]), val["widths"])
     return scores
 
@@ -137,7 +138,8 @@ def main() -> None:
         inputs = load_labelled_inputs("data/ingested", "data/prepared")
         val = take(inputs.data, inputs.val_idx)
         profile = active_profile(params["unet"], "unet")
-        per_network = {name: network_scores(p, val, inputs.spec, profile, "cpu") for name, p in models.items()}
+        per_network = {name: network_scores(name, p, val, inputs.spec, profile, "cpu")
+                       for name, p in models.items()}
     except EchoCemError as exc:
         raise SystemExit(f"error: {exc}")
     table = seed_table(per_network, val["well"], section_codes(val["well"], val["section"]), args.n_boot,
