@@ -126,8 +126,10 @@ def main() -> None:
     for name, d in verdict["sinkhorn"].items():
         print(f"  sinkhorn {name:40s} {d[comb]:.4f} (amplitude {d['amplitude']:.4f}, encoder {d['encoder']:.4f})")
     for name, f in verdict["faithfulness"].items():
+        ci = verdict["faithfulness_ratio_interval"][name]
+        where = f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""
         print(f"  faithfulness {name}: IoU {f['iou']:.4f} (ratio to real held-out "
-              f"{verdict['unet_real_heldout']['iou']:.4f}: {verdict['faithfulness_ratio'][name]:.3f})")
+              f"{verdict['unet_real_heldout']['iou']:.4f}: {verdict['faithfulness_ratio'][name]:.3f}{where})")
     for check, ok in verdict["checks"].items():
         print(f"  [{'x' if ok else ' '}] {check}")
 

@@ -59,8 +59,9 @@ def main() -> None:
     fp, ck_dir = net.checkpoint(args.checkpoints, STAGE, epochs=epochs)
     trained = train_segmenter(net.on_device(train), None, net.model_cfg, net.profile, epochs, net.seed, net.device,
                               ck_dir, fp, desc="unet_final")
-    wells = sorted(int(w) for w in np.unique(inputs.data["well"][every]))
-    per_well = {str(w): int(c) for w, c in zip(*np.unique(inputs.data["well"][every], return_counts=True))}
+    well_ids, counts = np.unique(inputs.data["well"][every], return_counts=True)
+    wells = [int(w) for w in well_ids]
+    per_well = {str(w): int(c) for w, c in zip(wells, counts)}
     metrics = {"epochs": epochs, "selected_epochs": selected_epochs, "selected_samples": n_selected,
                "epochs_from": "the steps of the epoch the validation wells selected for stage unet",
                "wells": wells, "n_patches": int(len(every)), "patches_per_well": per_well,

@@ -9,7 +9,7 @@ import pytest
 
 from echocem.io import EchoCemError
 from echocem.stats import (Interval, bootstrap_mean, normal_interval, paired_difference,
-                           paired_difference_clustered, seed_spread)
+                           paired_difference_clustered, ratio_of_means, seed_spread)
 
 
 def test_constant_sample_gives_zero_width_interval():
@@ -224,3 +224,32 @@ def test_a_section_in_two_wells_is_refused():
         bootstrap_mean([0.1, 0.2, 0.3], [1, 2, 2], clusters=["s1", "s1", "s2"])
     with pytest.raises(EchoCemError, match=r"clusters: expected 3 labels"):
         bootstrap_mean([0.1, 0.2, 0.3], clusters=["s1", "s2"])
+
+
+def test_ratio_of_means_matches_the_delta_method_and_widens_with_clusters():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.8, 0.1, 400), rng.normal(1.0, 0.1, 400)
+    iv = ratio_of_means(a, b, n_boot=4000, seed=1)
+    assert iv.estimate == pytest.approx(a.mean() / b.mean())
+    ra = a.mean() / b.mean()
+    # delta method: var(ratio) ~ var(a)/n/mb^2 + ra^2 var(b)/n/mb^2
+    se = np.sqrt(a.var(ddof=1) / a.size + ra ** 2 * b.var(ddof=1) / b.size) / b.mean()
+    assert iv.width == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert iv.low < ra < iv.high and iv.n == 400 and iv.n_clusters is None
+    # the denominator in 40 sections of 10 equal patches: as variable as 40 items, so wider
+    sections = np.repeat(np.arange(40), 10)
+    b_sections = np.repeat(rng.normal(1.0, 0.1, 40), 10)
+    clustered = ratio_of_means(a, b_sections, denominator_clusters=sections, n_boot=4000, seed=1)
+    by_items = ratio_of_means(a, b_sections, n_boot=4000, seed=1)
+    assert clustered.n_clusters == 40 and clustered.width > 1.5 * by_items.width
+    # exact when nothing varies; deterministic for a seed
+    same = ratio_of_means(np.full(5, 0.9), np.ones(7))
+    assert (same.estimate, same.low, same.high) == pytest.approx((0.9, 0.9, 0.9))
+    assert ratio_of_means(a, b, seed=4) == ratio_of_means(a, b, seed=4)
+
+
+def test_ratio_of_means_refuses_a_denominator_without_a_positive_mean():
+    with pytest.raises(EchoCemError, match="denominator's mean is 0"):
+        ratio_of_means([0.5, 0.6], [0.0, 0.0])
+    with pytest.raises(EchoCemError, match="clusters: expected 2 labels"):
+        ratio_of_means([0.5], [1.0, 1.0], denominator_clusters=[1, 2, 3])

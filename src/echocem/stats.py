@@ -96,17 +96,22 @@ def _as_values(values: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _label_codes(labels: Any, n: int, name: str, example: str) -> np.ndarray:
+    """Integer code 0..L-1 per item from one label per item (EchoCemError naming `name`)."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise EchoCemError(f"{name}: expected {n} labels (one per value), got shape {arr.shape}")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise EchoCemError(f"{name}: contains NaN; every item needs a {name[:-1]} label (e.g. its {example})")
+    _, codes = np.unique(arr, return_inverse=True)
+    return codes.reshape(-1)
+
+
 def _group_codes(groups: Any, n: int) -> np.ndarray:
     """Integer code 0..G-1 per item (one group when `groups` is None)."""
     if groups is None:
         return np.zeros(n, dtype=np.int64)
-    arr = np.asarray(groups)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise EchoCemError(f"groups: expected {n} labels (one per value), got shape {arr.shape}")
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise EchoCemError("groups: contains NaN; every item needs a group label (e.g. its well)")
-    _, codes = np.unique(arr, return_inverse=True)
-    return codes.reshape(-1)
+    return _label_codes(groups, n, "groups", "well")
 
 
 def _check_options(n_boot: int, level: float) -> None:
@@ -164,17 +169,12 @@ def cluster_bootstrap_means(values: np.ndarray, codes: np.ndarray, clusters: np.
 
 def _cluster_codes(clusters: Any, codes: np.ndarray) -> np.ndarray:
     """Integer code 0..C-1 per item; EchoCemError unless every cluster lies in one stratum."""
-    arr = np.asarray(clusters)
-    if arr.ndim != 1 or arr.shape[0] != codes.size:
-        raise EchoCemError(f"clusters: expected {codes.size} labels (one per value), got shape {arr.shape}")
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise EchoCemError("clusters: contains NaN; every item needs a cluster label (e.g. its section)")
-    _, cl = np.unique(arr, return_inverse=True)
-    cl = cl.reshape(-1)
+    cl = _label_codes(clusters, codes.size, "clusters", "section")
     pairs = np.unique(np.stack([cl, codes], axis=1), axis=0)
     spans = np.flatnonzero(np.bincount(pairs[:, 0]) > 1)
     if spans.size:
-        raise EchoCemError(f"clusters: cluster {arr[np.flatnonzero(cl == spans[0])[0]].tolist()!r} spans two groups; "
+        label = np.asarray(clusters)[np.flatnonzero(cl == spans[0])[0]].tolist()
+        raise EchoCemError(f"clusters: cluster {label!r} spans two groups; "
                            "a cluster (e.g. a section) must lie inside one group (its well)")
     return cl
 
@@ -312,6 +312,49 @@ def paired_difference_clustered(
     return _percentile_interval(values, totals / counts, level, len(parts),
                                 f"paired difference: two-level percentile bootstrap (clusters, then {then} "
                                 f"within them), {int(n_boot)} resamples")
+
+
+def ratio_of_means(
+    numerator: Sequence[float] | np.ndarray,
+    denominator: Sequence[float] | np.ndarray,
+    *,
+    denominator_clusters: Sequence[Any] | np.ndarray | None = None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """mean(numerator) / mean(denominator) of two independent samples, with the percentile
+    interval of the ratio over independent resamples of each.
+
+    For a score on one set of items relative to the score on another (e.g. a network's IoU
+    on generated patches over its IoU on real ones): both sets vary, so both are resampled.
+    `denominator_clusters` (one label per denominator item, e.g. its section): its whole
+    clusters are drawn. `n` is the numerator's count, `n_clusters` the denominator's.
+    """
+    a = _as_values(numerator, "numerator")
+    b = _as_values(denominator, "denominator")
+    _check_options(n_boot, level)
+    if b.mean() <= 0:
+        raise EchoCemError(f"ratio_of_means: the denominator's mean is {b.mean():g}; it must be positive")
+    rng = np.random.default_rng(seed)
+    seed_a, seed_b = (int(x) for x in rng.integers(0, 2**31 - 1, size=2))
+    boot_a = bootstrap_means(a, np.zeros(a.size, dtype=np.int64), int(n_boot), seed_a)
+    codes_b = np.zeros(b.size, dtype=np.int64)
+    if denominator_clusters is None:
+        boot_b, n_clusters, how = bootstrap_means(b, codes_b, int(n_boot), seed_b), None, "items"
+    else:
+        cl = _cluster_codes(denominator_clusters, codes_b)
+        boot_b = cluster_bootstrap_means(b, codes_b, cl, int(n_boot), seed_b)
+        n_clusters, how = int(cl.max()) + 1, f"whole clusters ({int(cl.max()) + 1})"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(boot_b > 0, boot_a / boot_b, np.inf)
+    alpha = 1.0 - level
+    low, high = np.quantile(ratios, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return Interval(estimate=float(a.mean() / b.mean()), low=float(low), high=float(high), level=float(level),
+                    n=int(a.size), n_groups=1,
+                    method=f"ratio of means: percentile bootstrap, numerator items and denominator {how} "
+                           f"resampled independently, {int(n_boot)} resamples",
+                    n_clusters=n_clusters)
 
 
 def seed_spread(values: Sequence[float] | np.ndarray) -> dict[str, Any]:

@@ -84,4 +84,9 @@ def test_assess_checks(wells, norm_spec):
     assert out["floor_draws"]["combined"]["n"] == 2
     assert out["faithfulness"]["generated"]["iou"] < 0.5  # a judge that finds nothing scores low
     assert "generated: faithfulness >= 0.9 x real IoU" in out["checks"]
+    ci = out["faithfulness_ratio_interval"]["generated"]
+    if out["unet_real_heldout"]["iou"] > 0:
+        assert ci["low"] <= out["faithfulness_ratio"]["generated"] <= ci["high"] and ci["n"] == len(sets[3]["masks"])
+    else:  # no ratio to give an interval for
+        assert ci is None and out["faithfulness_ratio"]["generated"] is None
     assert out["predictions"]["generated"].shape == sets[3]["masks"].shape

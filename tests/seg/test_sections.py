@@ -26,6 +26,7 @@ from echocem.seg.sections import (
     window_index,
     window_starts,
     windowed_predict,
+    windowed_predict_many,
 )
 
 H, W = PATCH_ROWS, 272
@@ -247,11 +248,35 @@ def test_predict_runs_gives_per_patch_probabilities_with_background_padding():
     seen = []
     probs = predict_runs(x, data["widths"], runs, flip_tta(pixelwise), window_rows=320, stride_rows=96,
                          batch_size=2, progress=seen.append)
-    assert seen == runs
+    assert len(seen) == len(runs) and set(seen) == set(runs)  # each run once, when it is complete
     expected = pixelwise(torch.from_numpy(x)[:, None]).numpy()
     for i, wd in enumerate(data["widths"]):
         np.testing.assert_allclose(probs[i, :, :, :wd], expected[i, :, :, :wd], atol=1e-6)
         assert (probs[i, 0, :, wd:] == 1).all() and (probs[i, 1:, :, wd:] == 0).all()
+
+
+def test_windows_of_several_strips_share_batches_and_give_each_strip_its_own_answer():
+    rng = np.random.default_rng(11)
+    strips = [rng.normal(size=(rows, 24)).astype(np.float32) for rows in (160, 160, 480, 160, 320, 160)]
+    shapes = []
+
+    def centre_weighted(batch):
+        # depends on the whole window (its mean), so the blend of overlapping windows shows
+        return (batch - batch.mean(dim=(2, 3), keepdim=True)).repeat(1, 3, 1, 1)
+
+    def recording(batch):
+        shapes.append(tuple(batch.shape))
+        return centre_weighted(batch)
+
+    done = []
+    together = windowed_predict_many(strips, recording, 320, 160, batch_size=4, done=done.append)
+    # 160-row windows: 4 strips in one batch of 4 patches; 320-row windows (2 of the 480-row
+    # strip, 1 of the 320-row one): 2 per batch, as 2 patches' worth of rows each
+    assert sorted(shapes) == sorted([(4, 1, 160, 24), (2, 1, 320, 24), (1, 1, 320, 24)])
+    assert sorted(done) == list(range(6))
+    for strip, out in zip(strips, together):
+        np.testing.assert_allclose(out, windowed_predict(strip, centre_weighted, 320, 160, batch_size=1),
+                                   atol=1e-6)
 
 
 # --------------------------------------------------------------------------- training windows

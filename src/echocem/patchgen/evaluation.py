@@ -18,6 +18,7 @@ from echocem.patchgen import descriptors, judge, unet_adapter
 from echocem.patchgen.generate import PatchGenerator
 from echocem.patchgen.workflow import draw
 from echocem.runtime import derived_seed
+from echocem.seg.intervals import section_codes
 
 STAGE = "gen_patches"
 SAME, PROPOSED = "generated: same masks", "generated: proposed masks"
@@ -67,7 +68,9 @@ def judge_generator(gen: PatchGenerator, data: Mapping[str, np.ndarray], train_i
         return unet_adapter.predict_labels(unet, images, widths, norm_spec, device, 16)
 
     verdict = judge.assess(reference, floors, {SAME: same, PROPOSED: proposed}, naive, describe, predict,
-                           float(judge_cfg["blur"]))
+                           float(judge_cfg["blur"]),
+                           reference_sections=section_codes(data["well"][ref_idx], data["section"][ref_idx]),
+                           seed=derived_seed(seed, STAGE, "faithfulness interval"))
     shown = {"same": same, "floor": floors[0], "floor_ids": data["ids"][floor_idx[0]],
              "predictions": verdict.pop("predictions")}
     return verdict, shown

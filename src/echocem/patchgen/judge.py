@@ -29,6 +29,7 @@ import torch
 
 from echocem.io import EchoCemError
 from echocem.patchgen import unet_adapter
+from echocem.stats import ratio_of_means
 
 COMBINED = "combined"
 
@@ -144,7 +145,8 @@ DescribeFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict]
 def assess(reference: Mapping[str, np.ndarray], floor_sets: list[Mapping[str, np.ndarray]],
            generated: Mapping[str, Mapping[str, np.ndarray]], naive: Mapping[str, Mapping[str, np.ndarray]],
            describe: DescribeFn, predict: PredictFn, blur: float, floor_factor: float = 2.0,
-           faithfulness_factor: float = 0.9) -> dict:
+           faithfulness_factor: float = 0.9, reference_sections: np.ndarray | None = None,
+           seed: int = 0) -> dict:
     """Distances, faithfulness and the issue's checks for a generator.
 
     Each set is a mapping with images (int16 raw), masks and widths.
@@ -153,6 +155,12 @@ def assess(reference: Mapping[str, np.ndarray], floor_sets: list[Mapping[str, np
     (the generated and naive sets are built on its masks), the others give
     the floor's spread. `describe(images, masks, widths)` returns descriptor
     blocks; `predict(images, widths)` the first U-Net's labels.
+
+    The faithfulness ratio comes with a 95 % interval (`stats.ratio_of_means`:
+    generated patches and real held-out patches resampled independently, the
+    latter by whole `reference_sections` where given, since a section's
+    patches err together). Its check compares the estimate; the interval says
+    whether the verdict is inside the noise.
     """
     def blocks(s: Mapping[str, np.ndarray]) -> dict:
         return describe(s["images"], s["masks"], s["widths"])
@@ -186,6 +194,10 @@ def assess(reference: Mapping[str, np.ndarray], floor_sets: list[Mapping[str, np
         "faithfulness": {k: {kk: v for kk, v in f.items() if kk not in strip} for k, f in faith.items()},
         "faithfulness_ratio": {k: float(f["iou"] / real_iou["iou"]) if real_iou["iou"] > 0 else None
                                for k, f in faith.items()},
+        "faithfulness_ratio_interval": {
+            k: (ratio_of_means(f["per_patch"], real_iou["per_patch"], denominator_clusters=reference_sections,
+                               seed=seed).as_dict() if real_iou["iou"] > 0 else None)
+            for k, f in faith.items()},
         "unet_real_heldout": {k: v for k, v in real_iou.items() if k not in strip},
         "checks": checks,
         "n_patches": {"reference": int(len(reference["images"])), "floor": int(len(floor_sets[0]["images"])),

@@ -305,6 +305,11 @@ def transport_section(run: Run, figure_png: bytes | None) -> Section:
     return Section("transport", title, blocks)
 
 
+def _interval_cell(iv: Mapping[str, Any] | None) -> str:
+    """[low, high] of an interval record (`Interval.as_dict`); a dash when there is none."""
+    return f"[{iv['low']:.3f}, {iv['high']:.3f}]" if iv else "–"
+
+
 def _floor_cell(draws: dict | None) -> str:
     """mean ± std (n) of the floor's draws; one draw has no spread to show."""
     if not draws:
@@ -338,11 +343,13 @@ def generated_patches_section(run: Run) -> Section:
         blocks.append(Table(["set", "amplitude", "encoder", "combined"], rows,
                             "Sinkhorn divergence to the held-out patches", id="gen-sinkhorn"))
         real = g["unet_real_heldout"]
+        ratio_ci = g.get("faithfulness_ratio_interval", {})  # records before the interval have none
         rows = [[name, fmt(v["iou"]), fmt(v["iou_class1"]), fmt(v["iou_class2"]),
-                 fmt(g["faithfulness_ratio"][name])] for name, v in g["faithfulness"].items()]
+                 fmt(g["faithfulness_ratio"][name]), _interval_cell(ratio_ci.get(name))]
+                for name, v in g["faithfulness"].items()]
         rows.append(["real held-out patches", fmt(real["iou"]), fmt(real["iou_class1"]), fmt(real["iou_class2"]),
-                     "1"])
-        blocks.append(Table(["patches", "IoU", "TIE", "casing", "ratio to real"], rows,
+                     "1", ""])
+        blocks.append(Table(["patches", "IoU", "TIE", "casing", "ratio to real", "95 % interval"], rows,
                             "Faithfulness: the U-Net's IoU against the masks the patches were generated from",
                             id="gen-faithfulness"))
         blocks.append(Table(["check", "met"], [[k, fmt(v)] for k, v in g["checks"].items()],

@@ -262,6 +262,73 @@ def depth_taper(height: int, first: bool, last: bool) -> np.ndarray:
     return w
 
 
+def _as_strip(strip: np.ndarray | torch.Tensor) -> torch.Tensor:
+    x = torch.as_tensor(strip)
+    if x.ndim == 2:
+        x = x.unsqueeze(0)
+    if x.ndim != 3:
+        raise EchoCemError(f"windowed_predict: strip must be (rows, W) or (C, rows, W); got {tuple(x.shape)}")
+    return x.float()
+
+
+def windowed_predict_many(
+    strips: Sequence[np.ndarray | torch.Tensor],
+    predict: PredictFn,
+    window_rows: int = PATCH_ROWS * 2,
+    stride_rows: int = PATCH_ROWS,
+    batch_size: int = 8,
+    done: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """float32 (C, rows, W) probabilities of each strip, blended over overlapping windows.
+
+    Each strip is (rows, W) (one input channel) or (C_in, rows, W), already
+    normalised. `predict` gets float32 batches (B, C_in, h, W) on the CPU (it
+    moves them to its device) and returns (B, C, h, W). Every output row is the
+    taper-weighted mean of the windows covering it.
+
+    The windows of all strips share batches: a section of a few patches has a
+    few windows, and batching strip by strip would leave most of each batch
+    empty (one window per call for patch-by-patch prediction). A batch holds
+    windows of one shape, `batch_size` patches' worth of rows (a 320-row window
+    counts as 2 patches; at least one window), so its memory does not grow with
+    the window. `done(k)` is called once strip k has all its windows.
+    """
+    if batch_size < 1:
+        raise EchoCemError(f"windowed_predict: batch_size must be >= 1, got {batch_size}")
+    xs = [_as_strip(s) for s in strips]
+    starts = [window_starts(int(x.shape[1]), window_rows, stride_rows) for x in xs]
+    # windows of one height, input channels and width can share a batch; every window of
+    # a strip has the strip's shape, so each strip lies in one group
+    groups: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+    for k, x in enumerate(xs):
+        key = (min(int(x.shape[1]), window_rows), int(x.shape[0]), int(x.shape[2]))
+        groups.setdefault(key, []).extend((k, int(s)) for s in starts[k])
+    acc: list[torch.Tensor | None] = [None] * len(xs)
+    total = [torch.zeros(int(x.shape[1]), dtype=torch.float64) for x in xs]
+    left = [len(s) for s in starts]
+    for (h, _, width), windows in groups.items():
+        per_batch = max(1, (batch_size * PATCH_ROWS) // h)
+        for lo in range(0, len(windows), per_batch):
+            chunk = windows[lo:lo + per_batch]
+            batch = torch.stack([xs[k][:, s:s + h] for k, s in chunk])
+            probs = predict(batch)
+            if probs.ndim != 4 or probs.shape[0] != len(chunk) or tuple(probs.shape[2:]) != (h, width):
+                raise EchoCemError(f"windowed_predict: predict returned shape {tuple(probs.shape)} for a batch "
+                                   f"of shape {tuple(batch.shape)}; expected ({len(chunk)}, C, {h}, {width})")
+            probs = probs.detach().to("cpu", torch.float64)
+            for (k, s), p in zip(chunk, probs):
+                rows = int(xs[k].shape[1])
+                w = torch.from_numpy(depth_taper(h, first=s == 0, last=s + h == rows))
+                if acc[k] is None:
+                    acc[k] = torch.zeros((p.shape[0], rows, width), dtype=torch.float64)
+                acc[k][:, s:s + h] += p * w[None, :, None]
+                total[k][s:s + h] += w
+                left[k] -= 1
+                if left[k] == 0 and done is not None:
+                    done(k)
+    return [(a / t[None, :, None]).to(torch.float32).numpy() for a, t in zip(acc, total)]
+
+
 def windowed_predict(
     strip: np.ndarray | torch.Tensor,
     predict: PredictFn,
@@ -269,43 +336,8 @@ def windowed_predict(
     stride_rows: int = PATCH_ROWS,
     batch_size: int = 8,
 ) -> np.ndarray:
-    """float32 (C, rows, W) probabilities of a whole strip, blended over overlapping windows.
-
-    `strip` is (rows, W) (one input channel) or (C_in, rows, W), already
-    normalised. `predict` gets float32 batches (B, C_in, h, W) on the CPU (it
-    moves them to its device) and returns (B, C, h, W). Every output row is the
-    taper-weighted mean of the windows covering it.
-    """
-    x = torch.as_tensor(strip)
-    if x.ndim == 2:
-        x = x.unsqueeze(0)
-    if x.ndim != 3:
-        raise EchoCemError(f"windowed_predict: strip must be (rows, W) or (C, rows, W); got {tuple(x.shape)}")
-    if batch_size < 1:
-        raise EchoCemError(f"windowed_predict: batch_size must be >= 1, got {batch_size}")
-    x = x.float()
-    rows = int(x.shape[1])
-    starts = window_starts(rows, window_rows, stride_rows)
-    h = min(rows, window_rows)
-    acc: torch.Tensor | None = None
-    total = torch.zeros(rows, dtype=torch.float64)
-    for lo in range(0, len(starts), batch_size):
-        chunk = starts[lo:lo + batch_size]
-        batch = torch.stack([x[:, s:s + h] for s in chunk])
-        probs = predict(batch)
-        if probs.ndim != 4 or probs.shape[0] != len(chunk) or tuple(probs.shape[2:]) != (h, x.shape[2]):
-            raise EchoCemError(f"windowed_predict: predict returned shape {tuple(probs.shape)} for a batch "
-                               f"of shape {tuple(batch.shape)}; expected ({len(chunk)}, C, {h}, {x.shape[2]})")
-        probs = probs.detach().to("cpu", torch.float64)
-        if acc is None:
-            acc = torch.zeros((probs.shape[1], rows, x.shape[2]), dtype=torch.float64)
-        for k, s in enumerate(chunk):
-            s = int(s)
-            w = torch.from_numpy(depth_taper(h, first=s == 0, last=s + h == rows))
-            acc[:, s:s + h] += probs[k] * w[None, :, None]
-            total[s:s + h] += w
-    assert acc is not None  # window_starts always yields at least one window
-    return (acc / total[None, :, None]).to(torch.float32).numpy()
+    """float32 (C, rows, W) probabilities of one strip (`windowed_predict_many`)."""
+    return windowed_predict_many([strip], predict, window_rows, stride_rows, batch_size)[0]
 
 
 def model_predictor(model: torch.nn.Module, device: str, channels_last: bool = True) -> PredictFn:
@@ -414,21 +446,20 @@ def predict_runs(
     batch_size: int = 8,
     progress: Callable[[Run], None] | None = None,
 ) -> np.ndarray:
-    """float32 (N, C, 160, W) per-patch probabilities, predicted strip by strip.
+    """float32 (N, C, 160, W) per-patch probabilities, predicted run by run.
 
     `x` holds the normalised inputs, (N, 160, W) or (N, C_in, 160, W), in split
     order; `runs` must cover its N patches once. Each run is stitched, run
-    through `windowed_predict`, cut back; padding columns end as background 1
-    (as `echocem.seg.unet.predict_proba` leaves them). `progress(run)` is
-    called after each run (e.g. a tqdm update).
+    through `windowed_predict_many` (the windows of all runs share batches of
+    `batch_size` patches' worth of rows), cut back; padding columns end as
+    background 1 (as `echocem.seg.unet.predict_proba` leaves them).
+    `progress(run)` is called once a run is predicted (e.g. a tqdm update).
     """
     n = int(x.shape[0])
     check_cover(runs, n)
-    strips = []
-    for run in runs:
-        strips.append(windowed_predict(stitch(x, run), predict, window_rows, stride_rows, batch_size))
-        if progress is not None:
-            progress(run)
+    done = None if progress is None else (lambda k: progress(runs[k]))
+    strips = windowed_predict_many([stitch(x, run) for run in runs], predict, window_rows, stride_rows,
+                                   batch_size, done)
     return background_padding(cut_all(strips, runs, n), widths)
 
 
