@@ -1,0 +1,112 @@
+"""How far the generator's judgement moves with the judge's own random draws (issue 12).
+
+Stage gen_patches judges its generator once: one draw of held-out patches, of
+real training patches (the floor) and of generated patches for the floor's
+masks, 32 patches each by default. Its checks (Sinkhorn distance within 2 x
+the real-vs-real floor, faithfulness at least 0.9 x the U-Net's IoU on real
+held-out patches) compare point estimates of that one draw. This script judges
+the trained generator again with other judge seeds (every draw changes: the
+reference, the floors and the sampled images) and reports, per sampling
+setting, the mean, std and range of each ratio over the seeds and on how many
+seeds each check holds. It can also try other sampling settings (`--steps`,
+`--guidance`) on the same generator, without training it again.
+
+From the repository root, after a pipeline run:
+
+    .venv/bin/python benchmarks/judge_spread.py --seeds 0 1 2 3 4
+    .venv/bin/python benchmarks/judge_spread.py --seeds 0 1 2 --steps 6 12 --guidance 2 3 --out /tmp/judge.csv
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+RATIOS = ("amplitude", "encoder", "combined")
+
+
+def verdict_row(verdict: dict, name: str) -> dict:
+    """The ratios one judgement gives for the generated set `name`: each Sinkhorn distance over
+    the floor's (real training patches), and the faithfulness ratio."""
+    dist, floor = verdict["sinkhorn"][name], verdict["sinkhorn"]["real (training wells)"]
+    row = {f"{b} / floor": float(dist[b] / floor[b]) for b in RATIOS if b in dist}
+    row["faithfulness ratio"] = verdict["faithfulness_ratio"][name]
+    return row
+
+
+def summarise(rows: pd.DataFrame, floor_factor: float = 2.0, faithfulness_factor: float = 0.9) -> pd.DataFrame:
+    """Per sampling setting and ratio: mean, std (ddof 1), min, max over the judge seeds, and
+    on how many seeds the issue's check holds (a distance ratio at most `floor_factor`, the
+    faithfulness ratio at least `faithfulness_factor`)."""
+    ratio_cols = [c for c in rows.columns if c.endswith(" / floor") or c == "faithfulness ratio"]
+    long = rows.melt(id_vars=["steps", "guidance", "seed"], value_vars=ratio_cols, var_name="ratio")
+    long["check holds"] = np.where(long["ratio"] == "faithfulness ratio", long["value"] >= faithfulness_factor,
+                                   long["value"] <= floor_factor)
+    out = long.groupby(["steps", "guidance", "ratio"], sort=True).agg(
+        mean=("value", "mean"), std=("value", "std"), min=("value", "min"), max=("value", "max"),
+        seeds=("seed", "nunique"), holds=("check holds", "sum"))
+    out["holds"] = out["holds"].astype(int)
+    return out.reset_index()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--generator", default="models/gen_patches.pt")
+    p.add_argument("--unet", default="models/folds/fold_0.pt", help="the judge U-Net (as dvc.yaml gives it)")
+    p.add_argument("--ingested", default="data/ingested")
+    p.add_argument("--prepared", default="data/prepared")
+    p.add_argument("--pairs", default="data/generated/patches.npz")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="judge seeds")
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="sampling steps (default: the params')")
+    p.add_argument("--guidance", type=float, nargs="+", default=None, help="guidance (default: the params')")
+    p.add_argument("--out", type=Path, default=None, help="optional CSV of every judgement")
+    args = p.parse_args()
+
+    from echocem.data.preprocess import (load_labelled, load_normalization, load_splits, selection_indices,
+                                         split_indices)
+    from echocem.io import load_npz
+    from echocem.params import load_params
+    from echocem.patchgen import unet_adapter
+    from echocem.patchgen.evaluation import SAME, judge_generator
+    from echocem.patchgen.generate import load_generator
+
+    torch.set_num_threads(1)
+    params = load_params(args.params)
+    section = params["gen_patches"]
+    size = section["sizes"][section["size"]]
+    data = load_labelled(Path(args.ingested) / "train.npz")
+    spec = load_normalization(Path(args.prepared) / "normalization.json")
+    splits = load_splits(Path(args.prepared) / "splits.json")
+    train_idx = split_indices(data["well"], splits["train_wells"])
+    heldout_idx = selection_indices(data["well"], data["section"], splits)
+    unet, _ = unet_adapter.load_segmenter(args.unet)
+    gen = load_generator(args.generator)
+    pairs = load_npz(args.pairs)
+    steps = args.steps or [int(size["sampling"]["steps"])]
+    guidance = args.guidance or [float(size["sampling"]["guidance"])]
+
+    rows = []
+    for (n_steps, g), seed in itertools.product(itertools.product(steps, guidance), args.seeds):
+        sampling = {**size["sampling"], "steps": n_steps, "guidance": g}
+        verdict, _ = judge_generator(gen, data, train_idx, heldout_idx, pairs, section["judge"], sampling, spec,
+                                     unet, seed, "cpu")
+        rows.append({"steps": n_steps, "guidance": g, "seed": seed, **verdict_row(verdict, SAME)})
+        print(f"steps {n_steps}, guidance {g:g}, judge seed {seed}: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items() if k not in ("steps", "guidance", "seed")),
+              flush=True)
+    table = pd.DataFrame(rows)
+    if args.out:
+        table.to_csv(args.out, index=False)
+    summary = summarise(table)
+    print(f"\n'generated: same masks', {len(args.seeds)} judge seeds, {int(section['judge']['max_patches'])} "
+          f"patches a set (the stage judges with params seed {int(params['seed'])}):")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
