@@ -67,23 +67,18 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="optional CSV of every judgement")
     args = p.parse_args()
 
-    from echocem.data.preprocess import (load_labelled, load_normalization, load_splits, selection_indices,
-                                         split_indices)
     from echocem.io import load_npz
     from echocem.params import load_params
     from echocem.patchgen import unet_adapter
     from echocem.patchgen.evaluation import SAME, judge_generator
     from echocem.patchgen.generate import load_generator
+    from echocem.seg.inputs import load_labelled_inputs
 
     torch.set_num_threads(1)
     params = load_params(args.params)
     section = params["gen_patches"]
     size = section["sizes"][section["size"]]
-    data = load_labelled(Path(args.ingested) / "train.npz")
-    spec = load_normalization(Path(args.prepared) / "normalization.json")
-    splits = load_splits(Path(args.prepared) / "splits.json")
-    train_idx = split_indices(data["well"], splits["train_wells"])
-    heldout_idx = selection_indices(data["well"], data["section"], splits)
+    inputs = load_labelled_inputs(args.ingested, args.prepared)
     unet, _ = unet_adapter.load_segmenter(args.unet)
     gen = load_generator(args.generator)
     pairs = load_npz(args.pairs)
@@ -93,8 +88,8 @@ def main() -> None:
     rows = []
     for (n_steps, g), seed in itertools.product(itertools.product(steps, guidance), args.seeds):
         sampling = {**size["sampling"], "steps": n_steps, "guidance": g}
-        verdict, _ = judge_generator(gen, data, train_idx, heldout_idx, pairs, section["judge"], sampling, spec,
-                                     unet, seed, "cpu")
+        verdict, _ = judge_generator(gen, inputs.data, inputs.train_idx, inputs.select_idx, pairs, section["judge"],
+                                     sampling, inputs.spec, unet, seed, "cpu")
         rows.append({"steps": n_steps, "guidance": g, "seed": seed, **verdict_row(verdict, SAME)})
         print(f"steps {n_steps}, guidance {g:g}, judge seed {seed}: "
               + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items() if k not in ("steps", "guidance", "seed")),

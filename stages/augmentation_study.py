@@ -18,7 +18,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from echocem.io import EchoCemError, load_npz, save_figure, save_json, save_text
+from echocem.io import load_npz, save_figure, save_json, save_text
 from echocem.runtime import resolve_device, stage_main, start_stage
 
 STAGE = "augmentation_study"
@@ -46,12 +46,12 @@ def main() -> None:
 
     params = start_stage(args.params, STAGE)
 
-    from echocem.data.preprocess import load_labelled, load_normalization, load_splits, selection_indices
     from echocem.io import file_md5
     from echocem.patchgen import unet_adapter
     from echocem.patchgen.figures import study_figure
     from echocem.patchgen.fit import fingerprint
     from echocem.patchgen.study import run_study, summarise, table_markdown
+    from echocem.seg.inputs import load_labelled_inputs
     from echocem.seg.intervals import section_codes
 
     seed = int(params["seed"])
@@ -63,22 +63,17 @@ def main() -> None:
     unet_profile = unet_adapter.active_unet_profile(params["unet"])
 
     ingested, prepared = Path(args.ingested), Path(args.prepared)
-    data = load_labelled(ingested / "train.npz")
+    labelled = load_labelled_inputs(ingested, prepared)
+    data, spec, splits = labelled.data, labelled.spec, labelled.splits
     unlabelled = [{"images": u["images"], "widths": u["widths"]}
                   for u in (load_npz(ingested / f"{name}.npz") for name in ("unlabeled", "test"))]
-    spec = load_normalization(prepared / "normalization.json")
-    splits = load_splits(prepared / "splits.json")
-    va = selection_indices(data["well"], data["section"], splits)  # the held-out patches (params preprocess)
-    if len(va) == 0:
-        raise EchoCemError(f"{ingested / 'train.npz'}: no selection patch of the validation wells "
-                           f"{splits['val_wells']}")
+    va = labelled.select_idx  # the held-out patches: the selection sections (params preprocess)
     heldout = {k: data[k][va] for k in ("images", "masks", "widths")}
     train = {k: data[k] for k in ("images", "masks", "widths", "ids", "well")}
     all_pool = load_npz(args.generated) if args.generated else None
 
-    inputs = [ingested / "train.npz", ingested / "unlabeled.npz", ingested / "test.npz",
-              prepared / "normalization.json", prepared / "splits.json"] + ([Path(args.generated)] if args.generated
-                                                                            else [])
+    inputs = [*labelled.files, ingested / "unlabeled.npz", ingested / "test.npz"] + (
+        [Path(args.generated)] if args.generated else [])
     fp = fingerprint({"stage": STAGE, "seed": seed, "study": section, "gen": gen_size,
                       "proposals": gen_section["proposals"], "unet": unet_profile, "device": device,
                       "inputs": [file_md5(p) for p in inputs]}, [])

@@ -49,25 +49,22 @@ def main() -> None:
 
     params = start_stage(args.params, STAGE)
 
-    from echocem.data.preprocess import (load_labelled, load_normalization, load_splits, selection_indices,
-                                         split_indices)
     from echocem.patchgen import figures, judge, unet_adapter
     from echocem.patchgen.evaluation import PROPOSED, SAME, judge_generator
     from echocem.patchgen.generate import save_generator
     from echocem.patchgen.masks import observed_ranges, ranges_dict
     from echocem.patchgen.workflow import proposal_pairs, train_generator
+    from echocem.seg.inputs import load_labelled_inputs
 
     seed = int(params["seed"])
     device = resolve_device(params["execution"]["device"])
     section = params[STAGE]
     size = section["sizes"][section["size"]]
-    ingested, prepared = Path(args.ingested), Path(args.prepared)
-    data = load_labelled(ingested / "train.npz")
+    ingested = Path(args.ingested)
+    inputs = load_labelled_inputs(ingested, args.prepared)
+    data, spec, splits = inputs.data, inputs.spec, inputs.splits
     unlabelled = [load_npz(ingested / f"{name}.npz") for name in ("unlabeled", "test")]
-    spec = load_normalization(prepared / "normalization.json")
-    splits = load_splits(prepared / "splits.json")
-    tr = split_indices(data["well"], splits["train_wells"])
-    va = selection_indices(data["well"], data["section"], splits)  # the held-out patches (params preprocess)
+    tr, va = inputs.train_idx, inputs.select_idx  # the held-out patches: the selection sections (params preprocess)
     if len(tr) < 2 or len(va) < 2:
         raise EchoCemError(f"{ingested / 'train.npz'}: gen_patches needs at least 2 patches of the training wells "
                            f"{splits['train_wells']} and of the selection patches of the validation wells "

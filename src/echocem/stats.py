@@ -179,11 +179,17 @@ def _cluster_codes(clusters: Any, codes: np.ndarray) -> np.ndarray:
     return cl
 
 
+def _percentile_bounds(boots: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` percentile interval of the resampled statistics `boots`."""
+    alpha = 1.0 - level
+    low, high = np.quantile(boots, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
+
+
 def _percentile_interval(values: np.ndarray, boots: np.ndarray, level: float, n_groups: int, method: str,
                          n_clusters: int | None = None) -> Interval:
     """The mean of `values` with the percentile interval of its resampled means `boots`."""
-    alpha = 1.0 - level
-    low, high = np.quantile(boots, [alpha / 2.0, 1.0 - alpha / 2.0])
+    low, high = _percentile_bounds(boots, level)
     return Interval(
         estimate=float(values.mean()),
         low=float(low),
@@ -345,12 +351,12 @@ def ratio_of_means(
     else:
         cl = _cluster_codes(denominator_clusters, codes_b)
         boot_b = cluster_bootstrap_means(b, codes_b, cl, int(n_boot), seed_b)
-        n_clusters, how = int(cl.max()) + 1, f"whole clusters ({int(cl.max()) + 1})"
+        n_clusters = int(cl.max()) + 1
+        how = f"whole clusters ({n_clusters})"
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(boot_b > 0, boot_a / boot_b, np.inf)
-    alpha = 1.0 - level
-    low, high = np.quantile(ratios, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return Interval(estimate=float(a.mean() / b.mean()), low=float(low), high=float(high), level=float(level),
+    low, high = _percentile_bounds(ratios, level)
+    return Interval(estimate=float(a.mean() / b.mean()), low=low, high=high, level=float(level),
                     n=int(a.size), n_groups=1,
                     method=f"ratio of means: percentile bootstrap, numerator items and denominator {how} "
                            f"resampled independently, {int(n_boot)} resamples",

@@ -178,6 +178,9 @@ def assess(reference: Mapping[str, np.ndarray], floor_sets: list[Mapping[str, np
 
     real_iou = faithfulness(predict, reference["images"], reference["masks"], reference["widths"])
     faith = {k: faithfulness(predict, s["images"], s["masks"], s["widths"]) for k, s in generated.items()}
+    # the ratio of mean per-patch scores is the ratio of the IoUs; none when the real IoU is 0
+    ratio = {k: (ratio_of_means(f["per_patch"], real_iou["per_patch"], denominator_clusters=reference_sections,
+                                seed=seed) if real_iou["iou"] > 0 else None) for k, f in faith.items()}
     checks = {}
     for name in generated:
         for b in block_names:
@@ -186,18 +189,14 @@ def assess(reference: Mapping[str, np.ndarray], floor_sets: list[Mapping[str, np
             checks[f"{name} | {b}: beats every naive baseline"] = bool(d < best_naive)
             checks[f"{name} | {b}: within {floor_factor:g} x the floor"] = bool(d <= floor_factor * fl)
         checks[f"{name}: faithfulness >= {faithfulness_factor:g} x real IoU"] = bool(
-            faith[name]["iou"] >= faithfulness_factor * real_iou["iou"])
+            ratio[name] is not None and ratio[name].estimate >= faithfulness_factor)
     strip = ("per_patch", "pred")
     return {
         "sinkhorn": dist,
         "floor_draws": floor_spread,
         "faithfulness": {k: {kk: v for kk, v in f.items() if kk not in strip} for k, f in faith.items()},
-        "faithfulness_ratio": {k: float(f["iou"] / real_iou["iou"]) if real_iou["iou"] > 0 else None
-                               for k, f in faith.items()},
-        "faithfulness_ratio_interval": {
-            k: (ratio_of_means(f["per_patch"], real_iou["per_patch"], denominator_clusters=reference_sections,
-                               seed=seed).as_dict() if real_iou["iou"] > 0 else None)
-            for k, f in faith.items()},
+        "faithfulness_ratio": {k: r.estimate if r else None for k, r in ratio.items()},
+        "faithfulness_ratio_interval": {k: r.as_dict() if r else None for k, r in ratio.items()},
         "unet_real_heldout": {k: v for k, v in real_iou.items() if k not in strip},
         "checks": checks,
         "n_patches": {"reference": int(len(reference["images"])), "floor": int(len(floor_sets[0]["images"])),

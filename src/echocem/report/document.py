@@ -177,8 +177,7 @@ def ladder_tables(ladder: Mapping[str, Any]) -> list[Table]:
     rows = []
     for rung in order:
         r, iv = rungs[rung], overall.get(rung)
-        interval = f"[{iv['low']:.4f}, {iv['high']:.4f}]" if iv else "–"
-        rows.append([_label(ladder, rung), fmt(r["iou"]), interval, fmt(r["iou_class1"]), fmt(r["iou_class2"]),
+        rows.append([_label(ladder, rung), fmt(r["iou"]), _interval_cell(iv, digits=4), fmt(r["iou_class1"]), fmt(r["iou_class2"]),
                      str(r["n_patches"])])
     pct = f"{int(round(100 * level))} % interval" if level else "interval"
     tables = [Table(["model", "IoU (mean of classes 1, 2)", pct, "IoU class 1 (TIE)", "IoU class 2 (casing)",
@@ -190,7 +189,7 @@ def ladder_tables(ladder: Mapping[str, Any]) -> list[Table]:
         tables.append(Table(
             ["gain", "paired difference of IoU", pct, "verdict"],
             [[f"{_label(ladder, d['a'])} vs {_label(ladder, d['b'])}", f"{d['estimate']:+.4f}",
-              f"[{d['low']:+.4f}, {d['high']:+.4f}]",
+              _interval_cell(d, digits=4, signed=True),
               ("gain" if d["low"] > 0 else "loss") if d["excludes_zero"] else "no difference within the interval"]
              for d in diffs],
             "Each part's gain: a rung against the one below it, paired on the same patches", id="ladder-gains"))
@@ -305,9 +304,10 @@ def transport_section(run: Run, figure_png: bytes | None) -> Section:
     return Section("transport", title, blocks)
 
 
-def _interval_cell(iv: Mapping[str, Any] | None) -> str:
+def _interval_cell(iv: Mapping[str, Any] | None, digits: int = 3, signed: bool = False) -> str:
     """[low, high] of an interval record (`Interval.as_dict`); a dash when there is none."""
-    return f"[{iv['low']:.3f}, {iv['high']:.3f}]" if iv else "–"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"[{iv['low']:{spec}}, {iv['high']:{spec}}]" if iv else "–"
 
 
 def _floor_cell(draws: dict | None) -> str:
