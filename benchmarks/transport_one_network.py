@@ -26,6 +26,7 @@ from echocem.transport.benchmark import TrueMap, load_pair
 from echocem.transport.experiment import NETWORKS, fit_network, start_replicate
 from echocem.transport.fit_mgn import apply_model
 from echocem.transport.metrics import cosine, l2_uvp
+from echocem.transport.semidual import TrainingDiverged
 
 
 def parse_overrides(pairs: list[str], cfg: dict) -> dict:
@@ -42,7 +43,12 @@ def parse_overrides(pairs: list[str], cfg: dict) -> dict:
 def train_one(pair, network: str, cfg: dict, n_fit: int, seed: int, replicate: int, n_eval: int) -> dict:
     r = start_replicate(pair, TrueMap(pair), n_fit, seed, replicate, n_eval)
     t0 = time.perf_counter()
-    model, _ = fit_network(network, cfg, r)
+    try:
+        model, _ = fit_network(network, cfg, r)
+    except TrainingDiverged as err:  # scored as diverged (NaN), like the stage does
+        return {"dim": pair.dim, "network": network, "replicate": replicate, "uvp": float("nan"),
+                "cos": float("nan"), "train_seconds": round(time.perf_counter() - t0, 1), "settings": cfg,
+                "stopped": str(err)}
     seconds = time.perf_counter() - t0
     mapped = apply_model(model, r.x_eval)
     return {"dim": pair.dim, "network": network, "replicate": replicate, "uvp": l2_uvp(mapped, r.t_eval, pair.var_q),

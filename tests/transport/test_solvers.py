@@ -14,8 +14,8 @@ from echocem.transport.linear import fit_bures
 from echocem.transport.metrics import l2_uvp
 from echocem.io import EchoCemError
 from echocem.transport.experiment import check_budgets
-from echocem.transport.semidual import (ConjugatePool, init_linear_part, linear_start, lr_factor, param_groups,
-                                        solve_conjugate, train_semidual)
+from echocem.transport.semidual import (ConjugatePool, TrainingDiverged, init_linear_part, linear_start, lr_factor,
+                                        param_groups, solve_conjugate, train_semidual)
 
 NET = {"width": 32, "width_per_dim": 0, "depth": 2, "steps": 60, "batch": 256, "newton_iter": 10,
        "newton_tol": 1e-3, "line_points": 1, "warmup": 0.1}
@@ -192,6 +192,48 @@ def test_pooled_training_keeps_the_conjugate_points_solved(problem) -> None:
     assert float(moved.median()) > 1e-2             # the map left its linear part: cold starts are off
     # the kept points track it (each visited 10 times, solved to 1e-3 at most 3 steps before the end)
     assert float(residual.median()) < min(5e-3, float(moved.median()) / 10)
+
+
+def _mmgn_at_start(problem) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model("mmgn", 2, 16, 2)
+    init_linear_part(model.linear, problem["start"].matrix, problem["start"].offset)
+    return model
+
+
+def test_training_stops_once_the_conjugate_solves_stay_far_off(problem) -> None:
+    """patience batches in a row with a conjugate row above the residual bound stop the run at that
+    step; a healthy run with the default bound trains every step (its rows end near the tolerance)."""
+    model = _mmgn_at_start(problem)
+    gap = lambda a, b: model.potential(a).mean() - model.potential(b).mean()
+    s = problem["s"]
+    common = dict(steps=40, batch=128, lr=0.2, newton_tol=1e-3, pool=512, warmup=0.1)
+    # no Newton step and a bound below any real residual: every batch is "far", the 7th stops it
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 7: 7 batches in a row .* above 1e-09") as err:
+        train_semidual(model, gap, s.sample_p, s.sample_q, newton_iter=0, generator=torch.Generator().manual_seed(0),
+                       diverged_residual=1e-9, patience=7, desc="mmgn d=2", **common)
+    assert err.value.step == 7 and str(err.value).startswith("mmgn d=2: ")
+    model = _mmgn_at_start(problem)
+    history = train_semidual(model, gap, s.sample_p, s.sample_q, newton_iter=4,
+                             generator=torch.Generator().manual_seed(0), **common)
+    assert len(history) == 40
+
+
+def test_training_stops_when_the_objective_is_not_finite(problem) -> None:
+    """A batch that makes J NaN stops the run at that step, not at the end of the budget."""
+    model = _mmgn_at_start(problem)
+    s, calls = problem["s"], []
+
+    def sample_p(n: int) -> torch.Tensor:
+        calls.append(n)
+        x = s.sample_p(n)
+        return x * float("nan") if len(calls) >= 5 else x
+
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 5: the semi-dual J is nan"):
+        train_semidual(model, lambda a, b: model.potential(a).mean() - model.potential(b).mean(), sample_p,
+                       s.sample_q, steps=40, batch=128, lr=0.2, newton_iter=4, newton_tol=1e-3, pool=512,
+                       generator=torch.Generator().manual_seed(0), warmup=0.1)
+    assert len(calls) == 5
 
 
 def test_lr_factor_warms_up_then_decays() -> None:

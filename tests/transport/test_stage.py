@@ -123,3 +123,37 @@ def test_a_diverged_seed_is_reported_as_such_not_averaged(workspace: Path) -> No
     labels = [t.get_text() for t in uvp_vs_dim_figure([metrics]).axes[0].get_legend().get_texts()]
     assert "ICNN (diverged at D = 2)" in labels and "M-MGN" in labels
     assert [t.get_text() for t in uvp_bars_figure(metrics).axes[0].texts] == ["diverged", "diverged"]
+
+
+def test_a_run_stopped_as_diverged_is_scored_as_diverged(workspace: Path, monkeypatch) -> None:
+    """A network whose training stops as diverged (semidual.TrainingDiverged) on one seed: that seed
+    scores NaN and counts as diverged, the stop is recorded with its step, the other seeds and
+    methods train and score as usual, and no map is kept for it."""
+    from echocem.params import load_params
+    from echocem.transport import experiment
+    from echocem.transport.benchmark import load_pair
+    from echocem.transport.semidual import TrainingDiverged
+
+    params = load_params(workspace / "params.yaml")["transport_benchmark"]
+    cfg = params["profiles"][params["profile"]]
+    real, icnn_calls = experiment.fit_network, []
+
+    def fit_network(name, net_cfg, r, *args, **kwargs):
+        if name == "icnn":
+            icnn_calls.append(r)
+            if len(icnn_calls) == 1:   # replicate 0 (replicates run in order)
+                raise TrainingDiverged("icnn d=2", 17, "the semi-dual J is nan")
+        return real(name, net_cfg, r, *args, **kwargs)
+
+    pair = load_pair(REPO / "third_party" / "w2bench", 2)
+    monkeypatch.setattr(experiment, "fit_network", fit_network)
+    logged = []
+    metrics, blobs, _ = experiment.run_dimension(pair, cfg, 0, n_eval=512, log=logged.append)
+    icnn = metrics["methods"]["icnn"]
+    assert icnn["uvp"]["n_diverged"] == 1 and icnn["uvp"]["per_seed"][0] is None
+    assert icnn["uvp"]["per_seed"][1] is not None and icnn["uvp"]["per_seed"][1] < 100
+    assert icnn["stopped_diverged"] == [{"seed": 0, "step": 17, "reason": "the semi-dual J is nan"}]
+    assert metrics["methods"]["cmgn"]["stopped_diverged"] == [] and metrics["methods"]["cmgn"]["uvp"]["n_diverged"] == 0
+    assert "icnn_seed0" not in blobs and "icnn_seed1" in blobs and "cmgn_seed0" in blobs
+    assert any("icnn d=2: diverged at step 17" in line for line in logged)
+    assert formatted_table([metrics]).iloc[0]["ICNN"] == f"diverged on 1 of {cfg['seeds']} seeds"

@@ -28,6 +28,7 @@ from echocem.transport.fit_mgn import apply_model, fit_mgn
 from echocem.transport.icnn import fit_icnn
 from echocem.transport.linear import LinearMap, fit_bures
 from echocem.transport.metrics import cosine, diverged, l2_uvp
+from echocem.transport.semidual import TrainingDiverged
 
 # Korotin et al. (NeurIPS 2021), Mix3 -> Mix10, forward map, L2-UVP (%): the best solver per D
 # (no single solver) and the moment-fitted linear map. D = 128 has no "best" entry in the notes.
@@ -106,6 +107,7 @@ def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eva
     check_budgets(cfg)
     true_map = TrueMap(pair)
     scores: dict[str, dict[str, list[float]]] = {m: {"uvp": [], "cos": []} for m in METHODS}
+    stopped: dict[str, list[dict]] = {m: [] for m in NETWORKS}
     blobs: dict[str, dict] = {}
     identity_uvp: list[float] = []
     shown: dict = {}
@@ -124,7 +126,14 @@ def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eva
                                                                      "blur": float(ent_cfg["blur"])})
         for name in NETWORKS:
             start = time.perf_counter()
-            model, config = fit_network(name, cfg[name], r, dtype, device, log)
+            try:
+                model, config = fit_network(name, cfg[name], r, dtype, device, log)
+            except TrainingDiverged as err:
+                # stopped early: scored as diverged (no figure), no map file
+                log(f"d={dim} seed#{rep} {name}: {err} ({time.perf_counter() - start:.1f} s)")
+                stopped[name].append({"seed": rep, "step": err.step, "reason": err.reason})
+                mapped[name] = np.full_like(x_eval, np.nan)
+                continue
             log(f"d={dim} seed#{rep} {name}: trained in {time.perf_counter() - start:.1f} s")
             mapped[name] = apply_model(model, x_eval)
             budget = {k: cfg[name][k] for k in ("steps", "batch", "lr", "warmup", "pool") if k in cfg[name]}
@@ -137,7 +146,7 @@ def run_dimension(pair: W2Pair, cfg: dict, seed: int, device: str = "cpu", n_eva
         if rep == 0:
             shown = {"x": x_eval[:1000], "truth": t_eval[:1000], **{m: y[:1000] for m, y in mapped.items()}}
 
-    metrics = build_metrics(pair, cfg, seed, n_eval, scores, identity_uvp)
+    metrics = build_metrics(pair, cfg, seed, n_eval, scores, identity_uvp, stopped)
     figs = {"uvp_by_method": figures.uvp_bars_figure(metrics), "transported": figures.transported_figure(shown, dim)}
     return metrics, blobs, figs
 
@@ -150,10 +159,15 @@ def check_budgets(cfg: dict) -> None:
             raise EchoCemError(f"transport_benchmark: {name}.pool ({pool}) is smaller than its batch ({batch})")
 
 
-def build_metrics(pair: W2Pair, cfg: dict, seed: int, n_eval: int, scores: dict, identity_uvp: list[float]) -> dict:
+def build_metrics(pair: W2Pair, cfg: dict, seed: int, n_eval: int, scores: dict, identity_uvp: list[float],
+                  stopped: dict[str, list[dict]] | None = None) -> dict:
+    """The metrics of one dimension. `stopped`: per network, the seeds whose training was stopped as
+    diverged (seed, step, reason); their scores are NaN, so they count as diverged."""
     dim = pair.dim
     methods = {m: {"uvp": {**_summary(s["uvp"]), "n_diverged": sum(map(diverged, s["uvp"]))},
                    "cos": _summary(s["cos"])} for m, s in scores.items()}
+    for m, runs in (stopped or {}).items():
+        methods[m]["stopped_diverged"] = runs
     best = PAPER_BEST_UVP[dim]
     mgn_means = {m: methods[m]["uvp"]["mean"] for m in ("cmgn", "mmgn")}
     # an MGN that diverged on a seed is the best only if the other diverged too

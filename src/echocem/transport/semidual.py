@@ -60,7 +60,16 @@ PotentialGap = Callable[[Tensor, Tensor], Tensor]
 @dataclass(frozen=True)
 class ConjugateStats:
     iterations: int
-    max_residual: float
+    max_residual: float  # max |grad psi(x_hat) - y| over the batch
+    max_relative_residual: float  # max |grad psi(x_hat) - y| / (1 + |y|): the scale the tolerance uses
+
+
+class TrainingDiverged(RuntimeError):
+    """A semi-dual run stopped because it diverged: its map is not worth scoring or keeping."""
+
+    def __init__(self, desc: str, step: int, reason: str) -> None:
+        super().__init__(f"{desc}: diverged at step {step}: {reason}")
+        self.step, self.reason = step, reason
 
 
 def solve_conjugate(model: ConvexGradientMap, y: Tensor, x0: Tensor, max_iter: int = 20,
@@ -95,7 +104,9 @@ def solve_conjugate(model: ConvexGradientMap, y: Tensor, x0: Tensor, max_iter: i
                 step[bad] = ra[bad]
             new_x, new_r, new_rn = _backtrack(model, xa, ra, rna, ya, step, halvings)
             x[active], r[active], rn[active] = new_x, new_r, new_rn
-        return x, ConjugateStats(it, float(rn.max()) if len(rn) else 0.0)
+        relative = rn / (1.0 + y.norm(dim=1))
+        return x, ConjugateStats(it, float(rn.max()) if len(rn) else 0.0,
+                                 float(relative.max()) if len(rn) else 0.0)
 
 
 def _backtrack(model: ConvexGradientMap, xa: Tensor, ra: Tensor, rna: Tensor, ya: Tensor, step: Tensor,
@@ -227,13 +238,27 @@ class ConjugatePool:
 RESCUE_ITER = 20
 
 
+# When a run is stopped as diverged: J not finite, or the conjugate solves of DIVERGED_PATIENCE
+# batches in a row leaving a row off by more than its own scale (|grad psi(x_hat) - y| > 1 + |y|).
+# Healthy runs end with relative residuals of about 1e-3 (MGNs at D = 32 and 64: absolute 0.01 to
+# 0.1). The semi-dual ICNN at D = 64 (1,000 steps) had 0.1 at step 250, 2e5 at step 500 and 2e7 at
+# the end: the unsolved rows only bound psi* from below, J fell without limit (41 to -5.5e7), and
+# the last half of its 1,651 s bought an L2-UVP of 9e13 %.
+DIVERGED_RESIDUAL = 1.0
+DIVERGED_PATIENCE = 10
+
+
 def train_semidual(model: ConvexGradientMap, potential_gap: PotentialGap, sample_p: Callable[[int], Tensor],
                    sample_q: Callable[[int], Tensor], steps: int, batch: int, lr: float,
                    newton_iter: int = 20, newton_tol: float = 1e-4, pool: int = 0,
                    generator: torch.Generator | None = None, warmup: float = 0.0, desc: str = "semi-dual",
-                   log_every: int = 0, log: Callable[[str], None] | None = None) -> list[float]:
+                   log_every: int = 0, log: Callable[[str], None] | None = None,
+                   diverged_residual: float = DIVERGED_RESIDUAL, patience: int = DIVERGED_PATIENCE) -> list[float]:
     """Minimise the semi-dual: Adam (param_groups), learning rate lr * lr_factor (warm-up fraction
     `warmup`, then cosine to lr/100), a fresh batch of P each step.
+
+    Raises TrainingDiverged as soon as J is not finite or `patience` batches in a row leave a
+    conjugate row with a relative residual above `diverged_residual` (see DIVERGED_RESIDUAL).
 
     Q: with `pool` = 0, a fresh batch each step and its conjugate solved from the linear
     start (up to newton_iter damped Newton steps); with `pool` = n > 0, batches of a
@@ -248,7 +273,7 @@ def train_semidual(model: ConvexGradientMap, potential_gap: PotentialGap, sample
     if pool:
         q_pool = ConjugatePool(model, sample_q, pool, generator if generator is not None else torch.Generator())
     history: list[float] = []
-    iters = 0
+    iters = far = 0
     for step in tqdm(range(steps), desc=desc, leave=False, mininterval=5.0):
         x = sample_p(batch)
         if q_pool is None:
@@ -268,6 +293,14 @@ def train_semidual(model: ConvexGradientMap, potential_gap: PotentialGap, sample
         opt.step()
         sched.step()
         history.append(float(dual_value(gap, x_hat, y)))
+        relative = stats.max_relative_residual
+        far = far + 1 if not relative <= diverged_residual else 0  # a NaN residual counts as far
+        if not math.isfinite(history[-1]):
+            raise TrainingDiverged(desc, step + 1, f"the semi-dual J is {history[-1]}")
+        if far >= patience:
+            raise TrainingDiverged(desc, step + 1, f"{far} batches in a row left a conjugate point with a "
+                                                   f"relative residual above {diverged_residual:g} (last "
+                                                   f"{relative:.3g})")
         if log is not None and log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
             log(f"{desc}: step {step + 1}/{steps} J={history[-1]:.5f} newton_iter/step={iters / (step + 1):.1f}"
                 f" residual={stats.max_residual:.1e}")
