@@ -163,11 +163,16 @@ def test_warm_start_from_the_last_solution_needs_fewer_newton_steps() -> None:
     assert torch.allclose(warm_x, cold_x, atol=1e-6)  # the same conjugate points
 
 
-def test_pooled_training_keeps_the_conjugate_points_solved(problem) -> None:
-    """After pooled training with 4 Newton steps a batch, the kept points solve grad psi(x) = y."""
+def _mmgn_at_start(problem) -> torch.nn.Module:
     torch.manual_seed(0)
     model = build_model("mmgn", 2, 16, 2)
     init_linear_part(model.linear, problem["start"].matrix, problem["start"].offset)
+    return model
+
+
+def test_pooled_training_keeps_the_conjugate_points_solved(problem) -> None:
+    """After pooled training with 4 Newton steps a batch, the kept points solve grad psi(x) = y."""
+    model = _mmgn_at_start(problem)
     kept = {}
 
     class Spy(ConjugatePool):
@@ -194,29 +199,18 @@ def test_pooled_training_keeps_the_conjugate_points_solved(problem) -> None:
     assert float(residual.median()) < min(5e-3, float(moved.median()) / 10)
 
 
-def _mmgn_at_start(problem) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = build_model("mmgn", 2, 16, 2)
-    init_linear_part(model.linear, problem["start"].matrix, problem["start"].offset)
-    return model
-
-
 def test_training_stops_once_the_conjugate_solves_stay_far_off(problem) -> None:
     """patience batches in a row with a conjugate row above the residual bound stop the run at that
-    step; a healthy run with the default bound trains every step (its rows end near the tolerance)."""
+    step. (A healthy run with the default bound trains every step: the pooled-training test above.)"""
     model = _mmgn_at_start(problem)
     gap = lambda a, b: model.potential(a).mean() - model.potential(b).mean()
     s = problem["s"]
-    common = dict(steps=40, batch=128, lr=0.2, newton_tol=1e-3, pool=512, warmup=0.1)
     # no Newton step and a bound below any real residual: every batch is "far", the 7th stops it
     with pytest.raises(TrainingDiverged, match=r"diverged at step 7: 7 batches in a row .* above 1e-09") as err:
-        train_semidual(model, gap, s.sample_p, s.sample_q, newton_iter=0, generator=torch.Generator().manual_seed(0),
-                       diverged_residual=1e-9, patience=7, desc="mmgn d=2", **common)
+        train_semidual(model, gap, s.sample_p, s.sample_q, steps=40, batch=128, lr=0.2, newton_iter=0, newton_tol=1e-3,
+                       pool=512, generator=torch.Generator().manual_seed(0), warmup=0.1, diverged_residual=1e-9,
+                       patience=7, desc="mmgn d=2")
     assert err.value.step == 7 and str(err.value).startswith("mmgn d=2: ")
-    model = _mmgn_at_start(problem)
-    history = train_semidual(model, gap, s.sample_p, s.sample_q, newton_iter=4,
-                             generator=torch.Generator().manual_seed(0), **common)
-    assert len(history) == 40
 
 
 def test_training_stops_when_the_objective_is_not_finite(problem) -> None:
