@@ -5,7 +5,8 @@ layer the U-Net spends its time in) and a 1024 x 1024 matmul, in float32 and bfl
 on one thread and on all threads. The training step: the `small` profile's U-Net, one
 optimiser step (forward, focal + Dice loss, backward, AdamW) on a batch, eager and
 compiled (torch.compile on the CPU: the compile time is reported and not part of the
-step time). Its GFLOP/s (counted with torch.utils.flop_counter) divided by the conv
+step time) in float32, and eager under bf16 autocast (what the stages train in where
+`echocem.seg.accel.cpu_has_native_bf16` holds). Its GFLOP/s (counted with torch.utils.flop_counter) divided by the conv
 ceiling at the same thread count is the fraction the issue asks for.
 
     .venv/bin/python benchmarks/cpu_ceiling.py                 # 1 thread and all threads
@@ -54,8 +55,8 @@ def matmul_gflops(dtype: torch.dtype, rounds: int) -> float:
     return 2 * 1024**3 / s / 1e9
 
 
-def training_step(params: dict, compiled: bool, rounds: int, batch: int) -> dict:
-    """img/s and GFLOP/s of the small profile's training step, eager or compiled."""
+def training_step(params: dict, compiled: bool, rounds: int, batch: int, bf16: bool = False) -> dict:
+    """img/s and GFLOP/s of the small profile's training step, eager or compiled, fp32 or bf16 autocast."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from echocem.seg.accel import Accel, execution_mode
@@ -65,7 +66,7 @@ def training_step(params: dict, compiled: bool, rounds: int, batch: int) -> dict
     from echocem.seg.unet import model_config
 
     profile = params["unet"]["profiles"]["small"]
-    accel = Accel("cpu", bf16=False, channels_last=True, compile=False, deterministic=True)
+    accel = Accel("cpu", bf16=bf16, channels_last=True, compile=False, deterministic=True)
     with execution_mode(accel):
         model = new_model(model_config(profile["model"]), 0).to(memory_format=torch.channels_last)
         opt, sched = make_optimizer(model, profile["train"], 10**6, accel)
@@ -83,6 +84,9 @@ def training_step(params: dict, compiled: bool, rounds: int, batch: int) -> dict
         s = best_seconds(lambda: runner.step(x, y), rounds, 2)
     return {"img_s": batch / s, "gflop_s": flops / s / 1e9, "gflop_per_image": flops / batch / 1e9,
             "first_step_s": first}
+
+
+MODES = ("eager", "compiled", "eager_bf16")
 
 
 def main() -> int:
@@ -106,18 +110,20 @@ def main() -> int:
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             row[f"conv_{name}_gflop_s"] = conv_gflops(dtype, args.rounds)
             row[f"matmul_{name}_gflop_s"] = matmul_gflops(dtype, args.rounds)
-        for mode in ("eager", "compiled"):
-            step = training_step(params, mode == "compiled", args.rounds, args.batch)
-            row[f"step_{mode}"] = {**step, "fraction_of_conv_fp32": step["gflop_s"] / row["conv_fp32_gflop_s"]}
+        for mode in MODES:
+            step = training_step(params, mode == "compiled", args.rounds, args.batch, bf16=mode == "eager_bf16")
+            row[f"step_{mode}"] = {**step, "fraction_of_conv_fp32": step["gflop_s"] / row["conv_fp32_gflop_s"],
+                                   "fraction_of_conv_bf16": step["gflop_s"] / row["conv_bf16_gflop_s"]}
         results["rows"].append(row)
         print(f"\n{n} thread(s)")
         print(f"  ceiling  conv 3x3 fp32 {row['conv_fp32_gflop_s']:7.1f} GFLOP/s   bf16 {row['conv_bf16_gflop_s']:7.1f}")
         print(f"           matmul   fp32 {row['matmul_fp32_gflop_s']:7.1f} GFLOP/s   bf16 "
               f"{row['matmul_bf16_gflop_s']:7.1f}")
-        for mode in ("eager", "compiled"):
+        for mode in MODES:
             st = row[f"step_{mode}"]
-            print(f"  step {mode:<9}{st['img_s']:7.1f} img/s {st['gflop_s']:7.1f} GFLOP/s = "
-                  f"{st['fraction_of_conv_fp32']:.2f} of the conv ceiling (first step {st['first_step_s']:.1f} s)")
+            print(f"  step {mode:<11}{st['img_s']:7.1f} img/s {st['gflop_s']:7.1f} GFLOP/s = "
+                  f"{st['fraction_of_conv_fp32']:.2f} of the fp32 conv ceiling, {st['fraction_of_conv_bf16']:.2f} "
+                  f"of the bf16 one (first step {st['first_step_s']:.1f} s)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

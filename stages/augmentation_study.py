@@ -51,6 +51,7 @@ def main() -> None:
     from echocem.patchgen.figures import study_figure
     from echocem.patchgen.fit import fingerprint
     from echocem.patchgen.study import run_study, summarise, table_markdown
+    from echocem.seg.accel import Accel
     from echocem.seg.inputs import load_labelled_inputs
     from echocem.seg.intervals import section_codes
 
@@ -61,6 +62,7 @@ def main() -> None:
     gen_section = params["gen_patches"]
     gen_size = gen_section["sizes"][gen_section["size"]]
     unet_profile = unet_adapter.active_unet_profile(params["unet"])
+    precision = Accel.from_profile(unet_profile, device).precision  # what its U-Nets train in
 
     ingested, prepared = Path(args.ingested), Path(args.prepared)
     labelled = load_labelled_inputs(ingested, prepared)
@@ -76,6 +78,7 @@ def main() -> None:
         [Path(args.generated)] if args.generated else [])
     fp = fingerprint({"stage": STAGE, "seed": seed, "study": section, "gen": gen_size,
                       "proposals": gen_section["proposals"], "unet": unet_profile, "device": device,
+                      "precision": precision,
                       "inputs": [file_md5(p) for p in inputs]}, [])
     work = Path(args.checkpoints) / STAGE / fp
     records, gen_info = run_study(train, splits["train_wells"], unlabelled, heldout, spec, size,
@@ -85,7 +88,8 @@ def main() -> None:
                                  sections=section_codes(data["well"][va], data["section"][va]))
 
     metrics = {
-        "size": section["size"], "device": device, "seed": seed, "level": float(section["level"]),
+        "size": section["size"], "device": device, "precision": precision, "seed": seed,
+        "level": float(section["level"]),
         "settings": dict(size), "other_wells_unlabelled": bool(section["other_wells_unlabelled"]),
         "val_wells": [int(w) for w in splits["val_wells"]], "train_wells": [int(w) for w in splits["train_wells"]],
         "table": table.to_dict("records"),

@@ -90,6 +90,7 @@ def main() -> None:
         "encoder": cfg["encoder"],
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
         "device": net.device,
+        "precision": trained.accel.precision,
         "train_wells": [int(w) for w in inputs.splits["train_wells"]],
         "val_wells": [int(w) for w in inputs.splits["val_wells"]],
         "n_train_patches": int(len(tr)),

@@ -67,7 +67,8 @@ def main() -> None:
                "wells": wells, "n_patches": int(len(every)), "patches_per_well": per_well,
                "n_labelled_patches": int(len(inputs.train_idx) + len(inputs.val_idx)),
                "n_border_windows": int(len(train["images"]) - len(every)),
-               "profile": net.params["unet"]["profile"], "encoder": net.model_cfg["encoder"], "device": net.device}
+               "profile": net.params["unet"]["profile"], "encoder": net.model_cfg["encoder"], "device": net.device,
+               "precision": trained.accel.precision}
     save_model(args.model, trained.model, net.model_cfg, {"stage": STAGE, "best_epoch": epochs, "wells": wells,
                                                           "seed": net.seed})
     save_json(args.metrics, metrics)

@@ -70,7 +70,7 @@ def main() -> None:
                "n_train_patches": int(len(fold.train_idx)),
                "n_border_windows": int(len(train["images"]) - len(fold.train_idx)),
                "n_predicted": int(len(fold.pred_idx)), "best_epoch": run.best_epoch, "epochs": epochs,
-               "val_iou_at_best": run.best_scores["iou"], "oof": scores}
+               "val_iou_at_best": run.best_scores["iou"], "precision": trained.accel.precision, "oof": scores}
     save_model(args.model, trained.model, net.model_cfg, {"stage": f"{STAGE}@{fold.number}",
                                                           "best_epoch": run.best_epoch,
                                                           "fold_wells": list(fold.wells), "seed": net.seed})

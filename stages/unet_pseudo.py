@@ -81,7 +81,7 @@ def main() -> None:
     run = trained.fit
     metrics = {**scores, "fold": args.fold, "predicts_test_wells": folds[args.fold], "best_epoch": run.best_epoch,
                "epochs": epochs, "n_true_patches": int(len(tr)), "n_pseudo_patches": int(len(learn)),
-               "pseudo_wells": sorted(int(w) for w in np.unique(extra["well"]))}
+               "pseudo_wells": sorted(int(w) for w in np.unique(extra["well"])), "precision": trained.accel.precision}
     save_model(args.model, trained.model, net.model_cfg, {"stage": f"{STAGE}@{args.fold}",
                                                           "best_epoch": run.best_epoch,
                                                           "predicts_test_wells": folds[args.fold], "seed": net.seed})

@@ -111,3 +111,55 @@ def test_a_refit_takes_the_steps_the_validation_chose():
     assert refit_epochs(1, 10, 1000) == 1  # never zero
     with pytest.raises(ValueError, match="positive counts"):
         refit_epochs(0, 10, 20)
+
+
+def _one_step(profile, bf16: bool):
+    """(logits dtype, loss, weights) after one training step on CPU, bf16 autocast or float32."""
+    from echocem.seg.accel import Accel, execution_mode
+    from echocem.seg.loop import StepRunner
+    from echocem.seg.optim import make_optimizer
+    from echocem.seg.segmenter import new_model
+
+    accel = Accel("cpu", bf16=bf16, channels_last=True, compile=False, deterministic=True)
+    with execution_mode(accel):
+        model = new_model(model_config(profile["model"]), 0).to(memory_format=torch.channels_last)
+        dtypes = []
+        model.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+        opt, sched = make_optimizer(model, profile["train"], 10, accel)
+        runner = StepRunner(model, opt, sched, profile["train"], None, accel, torch.Generator().manual_seed(0))
+        gen = torch.Generator().manual_seed(1)
+        x = torch.randn(4, 1, 160, 272, generator=gen)
+        y = torch.randint(0, 3, (4, 160, 272), generator=gen).to(torch.int8)
+        loss = float(runner.step(x, y))
+    return dtypes, loss, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_a_bf16_step_computes_in_bf16_keeps_fp32_weights_and_repeats_exactly(tiny_profile):
+    dtypes, loss, weights = _one_step(tiny_profile, bf16=True)
+    assert dtypes == [torch.bfloat16] and np.isfinite(loss)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in weights.values())  # master weights stay fp32
+    again = _one_step(tiny_profile, bf16=True)[2]
+    assert all(torch.equal(weights[k], v) for k, v in again.items())
+    fp32_dtypes, fp32_loss, fp32_weights = _one_step(tiny_profile, bf16=False)
+    assert fp32_dtypes == [torch.float32]
+    assert fp32_loss == pytest.approx(loss, rel=0.05)  # the same step, to bf16's precision
+    assert not all(torch.equal(fp32_weights[k], v) for k, v in weights.items())
+
+
+def test_training_precision_follows_the_profile_and_the_cpu(tiny_profile, monkeypatch):
+    """bf16 on CUDA when `bf16` asks; on CPU only when `cpu_bf16` asks and the CPU has it natively."""
+    from echocem.params import deep_merge
+    from echocem.seg import accel as accel_module
+
+    def precision(accel: dict, device: str, native: bool) -> str:
+        monkeypatch.setattr(accel_module, "cpu_has_native_bf16", lambda: native)
+        chosen = accel_module.Accel.from_profile(deep_merge(tiny_profile, {"accel": accel}), device)
+        assert chosen.compile == (device == "cuda" and tiny_profile["accel"]["compile"])
+        return chosen.precision
+
+    assert not tiny_profile["accel"]["cpu_bf16"]  # the default: float32 on every CPU
+    for native in (True, False):
+        assert precision({"bf16": True, "cpu_bf16": False}, "cpu", native) == "fp32"
+        assert precision({"bf16": False, "cpu_bf16": True}, "cpu", native) == ("bf16" if native else "fp32")
+        assert precision({"bf16": True, "cpu_bf16": False}, "cuda", native) == "bf16"
+        assert precision({"bf16": False, "cpu_bf16": True}, "cuda", native) == "fp32"

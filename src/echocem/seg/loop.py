@@ -4,7 +4,8 @@ checkpoints and resume, shared by every network of the pipeline.
 The data path is never the bottleneck: the whole training set sits on the
 training device (echocem.seg.dataset.SegSet), each step indexes a batch out of
 it and augments it there (echocem.seg.augment). The same code runs on CPU
-(float32, deterministic algorithms) and on CUDA (bf16 autocast, channels_last,
+(float32, or bf16 autocast where the profile's cpu_bf16 asks and the CPU has it
+natively; deterministic algorithms) and on CUDA (bf16 autocast, channels_last,
 optional torch.compile).
 
 Every epoch ends with a checkpoint (model, optimizer, scheduler, RNG state,
