@@ -5,9 +5,10 @@ layer the U-Net spends its time in) and a 1024 x 1024 matmul, in float32 and bfl
 on one thread and on all threads. The training step: the `small` profile's U-Net, one
 optimiser step (forward, focal + Dice loss, backward, AdamW) on a batch, eager and
 compiled (torch.compile on the CPU: the compile time is reported and not part of the
-step time) in float32, and eager under bf16 autocast (what the stages train in where
-`echocem.seg.accel.cpu_has_native_bf16` holds). Its GFLOP/s (counted with torch.utils.flop_counter) divided by the conv
-ceiling at the same thread count is the fraction the issue asks for.
+step time) in float32, and eager under bf16 autocast (how the stages train with params
+accel.cpu_bf16 on a CPU with native bf16). Its GFLOP/s (counted with
+torch.utils.flop_counter) divided by the conv ceiling at the same thread count is the
+fraction the issue asks for.
 
     .venv/bin/python benchmarks/cpu_ceiling.py                 # 1 thread and all threads
     .venv/bin/python benchmarks/cpu_ceiling.py --threads 1 --json cpu.json
