@@ -19,7 +19,6 @@ import numpy as np
 
 from echocem.io import EchoCemError, atomic_path, load_npz, save_json, save_npz
 from echocem.runtime import resolve_device, stage_main, start_stage
-from echocem.seg.accel import Accel
 from echocem.seg.curves import write_curves
 from echocem.seg.dataset import labelled_set
 from echocem.seg.inputs import checkpoint_folder, load_labelled_inputs
@@ -74,8 +73,7 @@ def main() -> None:
         raise EchoCemError(f"{args.oof}: does not cover exactly the training wells {splits['train_wells']}")
     if sorted(va.tolist()) != inputs.val_idx.tolist():
         raise EchoCemError(f"{args.val}: does not cover exactly the validation wells {splits['val_wells']}")
-    fp, ck_dir = checkpoint_folder(args.checkpoints, STAGE, {"seed": seed, "profile": profile, "device": device,
-                                                         "precision": Accel.from_profile(profile, device).precision},
+    fp, ck_dir = checkpoint_folder(args.checkpoints, STAGE, {"seed": seed, "profile": profile, "device": device},
                                    (*inputs.files, args.oof, args.val))
     patches = labelled_set(data, spec, device)
     # chosen (identity included) on the selection patches; every validation patch is refined and scored below

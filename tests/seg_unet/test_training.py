@@ -91,6 +91,31 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path, patches,
     assert other.fit.start_epoch == 1 and ran == [1]
 
 
+def test_a_checkpoint_of_the_other_precision_is_not_resumed(tmp_path, reference, patches, norm_spec,
+                                                            tiny_profile, monkeypatch):
+    """Same params and folder, but the first run's CPU trained in bf16 and the rerun's cannot: it starts
+    over, and ends with the float32 run's weights."""
+    from echocem.params import deep_merge
+    from echocem.seg import accel as accel_module
+
+    profile = deep_merge(tiny_profile, {"accel": {"cpu_bf16": True}})
+    ck_dir = tmp_path / "ck"
+
+    def kill_after_two(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    monkeypatch.setattr(accel_module, "cpu_has_native_bf16", lambda: True)
+    with pytest.raises(Interrupt):
+        _run(patches, norm_spec, profile, ck_dir, kill_after_two)
+    monkeypatch.setattr(accel_module, "cpu_has_native_bf16", lambda: False)
+    ran = []
+    again = _run(patches, norm_spec, profile, ck_dir, lambda e, r: ran.append(e))
+    assert again.fit.start_epoch == 1 and ran == [1, 2, 3, 4]
+    ref = _state(reference)
+    assert all(torch.equal(ref[k], v) for k, v in _state(again).items())
+
+
 def test_oof_plan_partitions_the_training_wells():
     wells = np.array([1, 1, 2, 3, 3, 4, 5, 6])
     plan = oof_plan(wells, [1, 2, 3, 4], [[1, 2], [3, 4]])

@@ -180,7 +180,10 @@ def fit(
         runner = StepRunner(net, opt, sched, train_cfg, profile["augment"], accel, gen)
 
         ck_path = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
-        ck = load_checkpoint(ck_path, CHECKPOINT_FORMAT, fp) if ck_path is not None else None
+        # the precision is resumed too: callers key the folder on params and device, and whether a CPU
+        # trains in bf16 also depends on the CPU (a folder moved to another machine starts over)
+        resume_fp = f"{fp}/{accel.precision}"
+        ck = load_checkpoint(ck_path, CHECKPOINT_FORMAT, resume_fp) if ck_path is not None else None
         if ck is not None:
             base.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -220,7 +223,7 @@ def fit(
                      time.perf_counter() - t0)
             bar.set_postfix(loss=f"{loss:.3f}", val_iou="-" if scores is None else f"{scores['iou']:.3f}")
             if ck_path is not None:
-                save_checkpoint(ck_path, CHECKPOINT_FORMAT, fp, {
+                save_checkpoint(ck_path, CHECKPOINT_FORMAT, resume_fp, {
                     "epoch": epoch,
                     "model": cpu_state(base), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),

@@ -10,7 +10,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from echocem.runtime import derived_seed
-from echocem.seg.accel import Accel
 from echocem.seg.context import take, with_border_windows
 from echocem.seg.dataset import SegSet, labelled_set
 from echocem.seg.inputs import LabelledInputs, checkpoint_folder, load_labelled_inputs
@@ -30,12 +29,9 @@ class NetworkStage:
 
     def checkpoint(self, root: str | Path, stage: str, extra_files: tuple[str | Path, ...] = (),
                    **config: Any) -> tuple[str, Path]:
-        """Its resumable-checkpoint folder, keyed on seed, profile, device, precision, `config` and the
-        inputs (a checkpoint trained in fp32 is not resumed in bf16, or the other way)."""
-        precision = Accel.from_profile(self.profile, self.device).precision
+        """Its resumable-checkpoint folder, keyed on seed, profile, device, `config` and the inputs."""
         return checkpoint_folder(root, stage, {"seed": self.seed, "profile": self.profile, "device": self.device,
-                                               "precision": precision, **config},
-                                 (*self.inputs.files, *extra_files))
+                                               **config}, (*self.inputs.files, *extra_files))
 
     def patches(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """The labelled patches `idx` (every per-patch array of train.npz)."""
