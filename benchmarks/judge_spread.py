@@ -11,15 +11,24 @@ setting, the mean, std and range of each ratio over the seeds and on how many
 seeds each check holds. It can also try other sampling settings (`--steps`,
 `--guidance`) on the same generator, without training it again.
 
+`--train-seeds` measures the other source of spread, the generator's own
+training: the generator is trained again, as the stage trains it (the params'
+size, the training wells' pairs, the unlabelled and test images), once per
+training seed, and each is judged with every judge seed. The params' seed
+reproduces the stage's generator. The summary is then over every (training
+seed, judge seed) pair, and a second table gives each training seed's means.
+
 From the repository root, after a pipeline run:
 
     .venv/bin/python benchmarks/judge_spread.py --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/judge_spread.py --seeds 0 1 2 --steps 6 12 --guidance 2 3 --out /tmp/judge.csv
+    .venv/bin/python benchmarks/judge_spread.py --seeds 0 1 --train-seeds 2025 1 2 3
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +52,37 @@ def summarise(rows: pd.DataFrame, floor_factor: float = 2.0, faithfulness_factor
     on how many seeds the issue's check holds (a distance ratio at most `floor_factor`, the
     faithfulness ratio at least `faithfulness_factor`)."""
     ratio_cols = [c for c in rows.columns if c.endswith(" / floor") or c == "faithfulness ratio"]
-    long = rows.melt(id_vars=["steps", "guidance", "seed"], value_vars=ratio_cols, var_name="ratio")
+    ids = [c for c in ("steps", "guidance", "train seed", "seed") if c in rows.columns]
+    long = rows.melt(id_vars=ids, value_vars=ratio_cols, var_name="ratio")
     long["check holds"] = np.where(long["ratio"] == "faithfulness ratio", long["value"] >= faithfulness_factor,
                                    long["value"] <= floor_factor)
     out = long.groupby(["steps", "guidance", "ratio"], sort=True).agg(
         mean=("value", "mean"), std=("value", "std"), min=("value", "min"), max=("value", "max"),
-        seeds=("seed", "nunique"), holds=("check holds", "sum"))
+        judgements=("value", "size"), holds=("check holds", "sum"))
     out["holds"] = out["holds"].astype(int)
     return out.reset_index()
+
+
+def per_training_seed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each ratio's mean over the judge seeds, one row per (sampling setting, training seed)."""
+    ratio_cols = [c for c in rows.columns if c.endswith(" / floor") or c == "faithfulness ratio"]
+    return rows.groupby(["steps", "guidance", "train seed"], sort=False)[ratio_cols].mean().reset_index()
+
+
+def retrained_generator(params: dict, ingested: Path, inputs, seed: int, checkpoints: Path):
+    """The stage's generator trained again with `seed` in place of the params' (the stage's
+    data, size and task name, so the params' seed gives the stage's generator)."""
+    from echocem.io import load_npz
+    from echocem.patchgen.workflow import train_generator
+
+    section = params["gen_patches"]
+    data, tr = inputs.data, inputs.train_idx
+    train = {k: data[k][tr] for k in ("images", "masks", "widths", "ids", "well")}
+    unlabelled = [{"images": u["images"], "widths": u["widths"]}
+                  for u in (load_npz(ingested / f"{name}.npz") for name in ("unlabeled", "test"))]
+    gen, _ = train_generator(train, unlabelled, inputs.spec, section["sizes"][section["size"]], seed, "cpu",
+                             checkpoints, "gen_patches")
+    return gen
 
 
 def main() -> None:
@@ -62,6 +94,8 @@ def main() -> None:
     p.add_argument("--prepared", default="data/prepared")
     p.add_argument("--pairs", default="data/generated/patches.npz")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="judge seeds")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=None,
+                   help="train the generator again with each of these seeds (default: judge --generator only)")
     p.add_argument("--steps", type=int, nargs="+", default=None, help="sampling steps (default: the params')")
     p.add_argument("--guidance", type=float, nargs="+", default=None, help="guidance (default: the params')")
     p.add_argument("--out", type=Path, default=None, help="optional CSV of every judgement")
@@ -80,27 +114,35 @@ def main() -> None:
     size = section["sizes"][section["size"]]
     inputs = load_labelled_inputs(args.ingested, args.prepared)
     unet, _ = unet_adapter.load_segmenter(args.unet)
-    gen = load_generator(args.generator)
-    pairs = load_npz(args.pairs)
+    pairs = load_npz(args.pairs)  # the stage's proposals: the judge needs them, the ratios below do not
     steps = args.steps or [int(size["sampling"]["steps"])]
     guidance = args.guidance or [float(size["sampling"]["guidance"])]
 
     rows = []
-    for (n_steps, g), seed in itertools.product(itertools.product(steps, guidance), args.seeds):
-        sampling = {**size["sampling"], "steps": n_steps, "guidance": g}
-        verdict, _ = judge_generator(gen, inputs.data, inputs.train_idx, inputs.select_idx, pairs, section["judge"],
-                                     sampling, inputs.spec, unet, seed, "cpu")
-        rows.append({"steps": n_steps, "guidance": g, "seed": seed, **verdict_row(verdict, SAME)})
-        print(f"steps {n_steps}, guidance {g:g}, judge seed {seed}: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items() if k not in ("steps", "guidance", "seed")),
-              flush=True)
+    with tempfile.TemporaryDirectory(prefix="judge_spread_") as scratch:
+        for train_seed in args.train_seeds or ["stage"]:
+            gen = load_generator(args.generator) if train_seed == "stage" else \
+                retrained_generator(params, Path(args.ingested), inputs, int(train_seed), Path(scratch))
+            for (n_steps, g), seed in itertools.product(itertools.product(steps, guidance), args.seeds):
+                sampling = {**size["sampling"], "steps": n_steps, "guidance": g}
+                verdict, _ = judge_generator(gen, inputs.data, inputs.train_idx, inputs.select_idx, pairs,
+                                             section["judge"], sampling, inputs.spec, unet, seed, "cpu")
+                rows.append({"steps": n_steps, "guidance": g, "train seed": train_seed, "seed": seed,
+                             **verdict_row(verdict, SAME)})
+                print(f"steps {n_steps}, guidance {g:g}, training seed {train_seed}, judge seed {seed}: "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items()
+                                  if k not in ("steps", "guidance", "train seed", "seed")), flush=True)
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)
-    summary = summarise(table)
-    print(f"\n'generated: same masks', {len(args.seeds)} judge seeds, {int(section['judge']['max_patches'])} "
-          f"patches a set (the stage judges with params seed {int(params['seed'])}):")
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    fmt = {"index": False, "float_format": lambda v: f"{v:.3f}"}
+    trained = f"{len(args.train_seeds)} training seeds x " if args.train_seeds else ""
+    print(f"\n'generated: same masks', {trained}{len(args.seeds)} judge seeds, "
+          f"{int(section['judge']['max_patches'])} patches a set (the stage uses params seed {int(params['seed'])}):")
+    print(summarise(table).to_string(**fmt))
+    if args.train_seeds:
+        print("\nMeans over the judge seeds, per training seed:")
+        print(per_training_seed(table).to_string(**fmt))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmarks.judge_spread import summarise, verdict_row
+from benchmarks.judge_spread import per_training_seed, summarise, verdict_row
 
 
 def test_verdict_row_divides_by_the_floor_and_keeps_the_faithfulness_ratio():
@@ -23,7 +23,19 @@ def test_summary_gives_mean_std_range_and_how_many_seeds_meet_each_check():
     out = summarise(pd.concat([rows, other])).set_index(["steps", "ratio"])
     amp = out.loc[(6, "amplitude / floor")]
     assert amp["mean"] == pytest.approx(2.25) and amp["std"] == pytest.approx(0.6455, abs=1e-4)
-    assert (amp["min"], amp["max"], amp["seeds"], amp["holds"]) == (1.5, 3.0, 4, 2)
+    assert (amp["min"], amp["max"], amp["judgements"], amp["holds"]) == (1.5, 3.0, 4, 2)
     assert out.loc[(6, "faithfulness ratio"), "holds"] == 3  # 0.9 itself meets "at least 0.9"
     assert out.loc[(12, "amplitude / floor"), "holds"] == 4 and out.loc[(12, "faithfulness ratio"), "holds"] == 0
     assert out.loc[(12, "amplitude / floor"), "std"] == 0
+
+
+def test_training_seeds_pool_into_the_summary_and_each_gets_its_own_means():
+    rows = pd.DataFrame({"steps": 6, "guidance": 2.0, "train seed": [7, 7, 8, 8], "seed": [0, 1, 0, 1],
+                         "amplitude / floor": [1.0, 2.0, 3.0, 5.0], "faithfulness ratio": [0.95, 0.85, 0.5, 0.3]})
+    out = summarise(rows).set_index("ratio")
+    # every (training seed, judge seed) pair is one judgement
+    assert out.loc["amplitude / floor", "judgements"] == 4 and out.loc["amplitude / floor", "mean"] == pytest.approx(2.75)
+    assert out.loc["amplitude / floor", "holds"] == 2 and out.loc["faithfulness ratio", "holds"] == 1
+    means = per_training_seed(rows).set_index("train seed")
+    assert means.loc[7, "amplitude / floor"] == pytest.approx(1.5) and means.loc[8, "amplitude / floor"] == pytest.approx(4.0)
+    assert means.loc[7, "faithfulness ratio"] == pytest.approx(0.9) and means.loc[8, "faithfulness ratio"] == pytest.approx(0.4)

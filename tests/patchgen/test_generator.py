@@ -7,7 +7,7 @@ import torch
 
 from echocem.patchgen.denoiser import IN_CHANNELS, build_velocity_net, condition, valid_columns
 from echocem.io import EchoCemError
-from echocem.patchgen.flow import flow_matching_loss, pixel_weights, sample
+from echocem.patchgen.flow import MIN_REMAINING_TIME, flow_matching_loss, pixel_weights, sample
 from echocem.patchgen.generate import load_generator, save_generator
 from echocem.patchgen.workflow import draw, proposal_pairs, train_generator
 
@@ -83,6 +83,34 @@ def test_tie_weight_makes_the_loss_pay_for_tie_errors():
 
     assert loss(on_tie, 1.0) == pytest.approx(loss(off_tie, 1.0))  # unweighted: the same 8 pixels cost alike
     assert loss(on_tie, 10.0) == pytest.approx(10 * loss(off_tie, 10.0))
+
+
+def test_data_space_weighs_the_velocity_error_by_a_power_of_the_remaining_time():
+    """data_space 1: a patch's loss is its velocity error times (1 - t)^2, the error of the clean
+    patch it implies, whatever t was drawn (below the clamp of 1 - t near the end of the path);
+    0.5: times (1 - t)."""
+    net = lambda x_t, cond, t: torch.zeros_like(x_t)  # predicts a blank patch
+    cond = condition(torch.zeros(1, 4, 8, dtype=torch.int8), torch.tensor([True]))
+    valid = torch.ones(1, 1, 4, 8)
+    x1 = torch.full((1, 1, 4, 8), 2.0)
+
+    def loss(data_space, seed):
+        return float(flow_matching_loss(net, x1, cond, valid, "uniform", "data", torch.Generator().manual_seed(seed),
+                                        1.0, data_space))
+
+    below_clamp = 0
+    for seed in range(8):  # each seed draws another time and other noise
+        g = torch.Generator().manual_seed(seed)
+        torch.randn(x1.shape, generator=g)  # the loss's noise, then its time
+        t = float(torch.rand(1, generator=g))
+        assert loss(1.0, seed) == pytest.approx(loss(0.0, seed) * (1 - t) ** 2, rel=1e-5)
+        assert loss(0.5, seed) == pytest.approx(loss(0.0, seed) * (1 - t), rel=1e-5)
+        if 1 - t >= MIN_REMAINING_TIME:
+            below_clamp += 1
+            assert loss(1.0, seed) == pytest.approx(4.0, rel=1e-5)  # (0 - 2)^2 on every pixel
+    assert below_clamp >= 6
+    with pytest.raises(EchoCemError, match="data_space"):
+        loss(1.5, 0)
 
 
 def test_samples_have_the_contract(trained, wells):

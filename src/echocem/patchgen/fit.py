@@ -139,7 +139,7 @@ def fit_generator(net: nn.Module, data: GeneratorData, cfg: Mapping[str, Any], s
 
     `cfg` is a params `train` block: epochs, batch_size, lr, weight_decay,
     warmup_fraction, crop_rows, depth_flip, mask_dropout, tie_weight, time_sampling,
-    prediction, ema_decay. With `checkpoint_dir`, state is saved after every epoch and a
+    prediction, data_space, ema_decay. With `checkpoint_dir`, state is saved after every epoch and a
     rerun with the same fingerprint `fp` resumes after the last saved epoch.
     `on_epoch_end(epoch, row)` runs after each epoch's checkpoint (tests use it
     to interrupt a run).
@@ -179,7 +179,7 @@ def fit_generator(net: nn.Module, data: GeneratorData, cfg: Mapping[str, Any], s
         for s in range(per_epoch):
             x1, cond, valid = make_batch(data, perm[s * batch:(s + 1) * batch], cfg, gen)
             loss = flow_matching_loss(net, x1, cond, valid, str(cfg["time_sampling"]), str(cfg["prediction"]), gen,
-                                      float(cfg["tie_weight"]))
+                                      float(cfg["tie_weight"]), float(cfg["data_space"]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

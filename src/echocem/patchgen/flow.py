@@ -69,8 +69,18 @@ def pixel_weights(cond: torch.Tensor, valid: torch.Tensor, tie_weight: float) ->
 
 def flow_matching_loss(net: nn.Module, x1: torch.Tensor, cond: torch.Tensor, valid: torch.Tensor,
                        time_sampling: str, prediction: str, gen: torch.Generator,
-                       tie_weight: float = 1.0) -> torch.Tensor:
-    """Weighted mean squared velocity error over the valid pixels of a batch (`pixel_weights`)."""
+                       tie_weight: float = 1.0, data_space: float = 0.0) -> torch.Tensor:
+    """Weighted mean squared error over the valid pixels of a batch (`pixel_weights`).
+
+    `data_space` 0: the squared velocity error. 1: the squared error of the clean patch the
+    velocity implies, x_t + (1 - t) v, which is the velocity error times (1 - t)^2. Between:
+    the velocity error times (1 - t)^(2 data_space). Why: a patch's velocity error is its
+    clean-patch error over (1 - t)^2, so the draws of t near 1 (fine detail, the background's
+    texture) dominate the velocity loss, while the mask's layout is learnt at small t; the
+    clean-patch loss learns the layout but hardly the texture.
+    """
+    if not 0.0 <= data_space <= 1.0:
+        raise EchoCemError(f"data_space must be within [0, 1], got {data_space}")
     b = x1.shape[0]
     x0 = torch.randn(x1.shape, generator=gen, device=x1.device) * valid
     t = sample_time(b, time_sampling, gen, x1.device)
@@ -79,6 +89,8 @@ def flow_matching_loss(net: nn.Module, x1: torch.Tensor, cond: torch.Tensor, val
     pred = velocity_of(net, x_t, cond, t, prediction)
     weight = pixel_weights(cond, valid, tie_weight)
     err = (pred - (x1 - x0)).square() * weight
+    if data_space > 0:
+        err = err * (1 - tt).pow(2 * data_space)
     return err.sum() / weight.sum().clamp_min(1.0)
 
 
