@@ -72,16 +72,11 @@ def per_training_seed(rows: pd.DataFrame) -> pd.DataFrame:
 def retrained_generator(params: dict, ingested: Path, inputs, seed: int, checkpoints: Path):
     """The stage's generator trained again with `seed` in place of the params' (the stage's
     data, size and task name, so the params' seed gives the stage's generator)."""
-    from echocem.io import load_npz
-    from echocem.patchgen.workflow import train_generator
+    from echocem.patchgen.workflow import train_generator, training_pairs, unlabelled_images
 
     section = params["gen_patches"]
-    data, tr = inputs.data, inputs.train_idx
-    train = {k: data[k][tr] for k in ("images", "masks", "widths", "ids", "well")}
-    unlabelled = [{"images": u["images"], "widths": u["widths"]}
-                  for u in (load_npz(ingested / f"{name}.npz") for name in ("unlabeled", "test"))]
-    gen, _ = train_generator(train, unlabelled, inputs.spec, section["sizes"][section["size"]], seed, "cpu",
-                             checkpoints, "gen_patches")
+    gen, _ = train_generator(training_pairs(inputs.data, inputs.train_idx), unlabelled_images(ingested), inputs.spec,
+                             section["sizes"][section["size"]], seed, "cpu", checkpoints, "gen_patches")
     return gen
 
 

@@ -51,6 +51,7 @@ def main() -> None:
     from echocem.patchgen.figures import study_figure
     from echocem.patchgen.fit import fingerprint
     from echocem.patchgen.study import run_study, summarise, table_markdown
+    from echocem.patchgen.workflow import unlabelled_images
     from echocem.seg.accel import Accel
     from echocem.seg.inputs import load_labelled_inputs
     from echocem.seg.intervals import section_codes
@@ -67,8 +68,7 @@ def main() -> None:
     ingested, prepared = Path(args.ingested), Path(args.prepared)
     labelled = load_labelled_inputs(ingested, prepared)
     data, spec, splits = labelled.data, labelled.spec, labelled.splits
-    unlabelled = [{"images": u["images"], "widths": u["widths"]}
-                  for u in (load_npz(ingested / f"{name}.npz") for name in ("unlabeled", "test"))]
+    unlabelled = unlabelled_images(ingested)
     va = labelled.select_idx  # the held-out patches: the selection sections (params preprocess)
     heldout = {k: data[k][va] for k in ("images", "masks", "widths")}
     train = {k: data[k] for k in ("images", "masks", "widths", "ids", "well")}

@@ -22,7 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
-from echocem.io import EchoCemError, atomic_path, load_npz, save_figure, save_json, save_npz
+from echocem.io import EchoCemError, atomic_path, save_figure, save_json, save_npz
 from echocem.runtime import resolve_device, stage_main, start_stage
 
 STAGE = "gen_patches"
@@ -53,7 +53,8 @@ def main() -> None:
     from echocem.patchgen.evaluation import PROPOSED, SAME, judge_generator
     from echocem.patchgen.generate import save_generator
     from echocem.patchgen.masks import observed_ranges, ranges_dict
-    from echocem.patchgen.workflow import proposal_pairs, train_generator
+    from echocem.patchgen.workflow import (UNLABELLED_SPLITS, proposal_pairs, train_generator, training_pairs,
+                                           unlabelled_images)
     from echocem.seg.inputs import load_labelled_inputs
 
     seed = int(params["seed"])
@@ -63,7 +64,7 @@ def main() -> None:
     ingested = Path(args.ingested)
     inputs = load_labelled_inputs(ingested, args.prepared)
     data, spec, splits = inputs.data, inputs.spec, inputs.splits
-    unlabelled = [load_npz(ingested / f"{name}.npz") for name in ("unlabeled", "test")]
+    unl = unlabelled_images(ingested)
     tr, va = inputs.train_idx, inputs.select_idx  # the held-out patches: the selection sections (params preprocess)
     if len(tr) < 2 or len(va) < 2:
         raise EchoCemError(f"{ingested / 'train.npz'}: gen_patches needs at least 2 patches of the training wells "
@@ -74,13 +75,12 @@ def main() -> None:
     leak = sorted(set(unet_meta.get("train_wells", [])) & set(splits["val_wells"]))
     if leak:
         raise EchoCemError(f"{args.unet}: the judge U-Net was trained on validation wells {leak}")
-    train = {k: data[k][tr] for k in ("images", "masks", "widths", "ids", "well")}
-    unl = [{"images": u["images"], "widths": u["widths"]} for u in unlabelled]
+    train = training_pairs(data, tr)
 
     t0 = time.perf_counter()
     gen, run = train_generator(train, unl, spec, size, seed, device, Path(args.checkpoints) / STAGE, STAGE,
                                meta={"train_wells": [int(w) for w in splits["train_wells"]],
-                                     "unlabelled_splits": ["unlabeled", "test"], "size": section["size"]})
+                                     "unlabelled_splits": list(UNLABELLED_SPLITS), "size": section["size"]})
     t_train = time.perf_counter() - t0
     ranges = observed_ranges(train["masks"])
     t0 = time.perf_counter()

@@ -13,11 +13,27 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from echocem.io import load_npz
 from echocem.patchgen.denoiser import build_velocity_net, network_config
 from echocem.patchgen.fit import GeneratorFit, fingerprint, fit_generator, generator_data
 from echocem.patchgen.generate import PatchGenerator, generate_images
 from echocem.patchgen.masks import MaskRanges, propose_masks
 from echocem.runtime import derived_seed
+
+# the splits whose images the generator learns without masks
+UNLABELLED_SPLITS = ("unlabeled", "test")
+PAIR_FIELDS = ("images", "masks", "widths", "ids", "well")
+
+
+def unlabelled_images(ingested: str | Path) -> list[dict[str, np.ndarray]]:
+    """The images (and widths) of UNLABELLED_SPLITS in an ingested folder, one block per split."""
+    blocks = (load_npz(Path(ingested) / f"{name}.npz") for name in UNLABELLED_SPLITS)
+    return [{"images": b["images"], "widths": b["widths"]} for b in blocks]
+
+
+def training_pairs(data: Mapping[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The labelled patches `idx` as the generator trains on them (PAIR_FIELDS)."""
+    return {k: np.asarray(data[k])[idx] for k in PAIR_FIELDS}
 
 
 def train_generator(labelled: Mapping[str, np.ndarray], unlabelled: Sequence[Mapping[str, np.ndarray]],
