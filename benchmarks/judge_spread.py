@@ -47,11 +47,16 @@ def verdict_row(verdict: dict, name: str) -> dict:
     return row
 
 
+def ratio_columns(rows: pd.DataFrame) -> list[str]:
+    """The columns of `rows` that hold a judgement's ratios (verdict_row's)."""
+    return [c for c in rows.columns if c.endswith(" / floor") or c == "faithfulness ratio"]
+
+
 def summarise(rows: pd.DataFrame, floor_factor: float = 2.0, faithfulness_factor: float = 0.9) -> pd.DataFrame:
     """Per sampling setting and ratio: mean, std (ddof 1), min, max over the judge seeds, and
     on how many seeds the issue's check holds (a distance ratio at most `floor_factor`, the
     faithfulness ratio at least `faithfulness_factor`)."""
-    ratio_cols = [c for c in rows.columns if c.endswith(" / floor") or c == "faithfulness ratio"]
+    ratio_cols = ratio_columns(rows)
     ids = [c for c in ("steps", "guidance", "train seed", "seed") if c in rows.columns]
     long = rows.melt(id_vars=ids, value_vars=ratio_cols, var_name="ratio")
     long["check holds"] = np.where(long["ratio"] == "faithfulness ratio", long["value"] >= faithfulness_factor,
@@ -65,8 +70,7 @@ def summarise(rows: pd.DataFrame, floor_factor: float = 2.0, faithfulness_factor
 
 def per_training_seed(rows: pd.DataFrame) -> pd.DataFrame:
     """Each ratio's mean over the judge seeds, one row per (sampling setting, training seed)."""
-    ratio_cols = [c for c in rows.columns if c.endswith(" / floor") or c == "faithfulness ratio"]
-    return rows.groupby(["steps", "guidance", "train seed"], sort=False)[ratio_cols].mean().reset_index()
+    return rows.groupby(["steps", "guidance", "train seed"], sort=False)[ratio_columns(rows)].mean().reset_index()
 
 
 def retrained_generator(params: dict, ingested: Path, inputs, seed: int, checkpoints: Path):
