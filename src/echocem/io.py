@@ -63,17 +63,25 @@ def _umask() -> int:
     return mask
 
 
+# zlib level 1: measured on the default run's arrays, 4 to 8 x faster than level 6 at the same size
+# for float images and probabilities (60.8 MB either way for train.npz, 201 against 193 MB for
+# 1,200 patches' probabilities); only the label arrays come out larger (15 against 9 MB).
+NPZ_COMPRESSLEVEL = 1
+
+
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write arrays as a compressed .npz whose bytes depend only on the arrays."""
     with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name in sorted(arrays):
                 buf = io.BytesIO()
                 np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
-                zf.writestr(info, buf.getvalue())
+                # the level must be given here: a ZipInfo written as is takes zlib's default (6),
+                # whatever the ZipFile was opened with
+                zf.writestr(info, buf.getvalue(), compress_type=zipfile.ZIP_DEFLATED,
+                            compresslevel=NPZ_COMPRESSLEVEL)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
