@@ -7,7 +7,7 @@ a paired difference with its interval: each rung against the one below, plus
 two comparisons the rungs cannot show: one more training well (the main U-Net
 against the out-of-fold U-Nets, each trained without one of its wells: what the
 refit on every labelled well adds) and self-training (each student alone against
-the U-Net alone). Writes ladder.json and a folder of figures (intervals as error
+the U-Net alone), each network predicted as the submission predicts (the TTA rung). Writes ladder.json and a folder of figures (intervals as error
 bars, per well, confusion matrix and overlays of the best rung).
 """
 from __future__ import annotations
@@ -76,7 +76,8 @@ def main() -> None:
     extra = {"unet_one_well_fewer": folds, "student_alone": students,
              "postproc_on_tta": patch_scores(truth, nets["postproc_on_tta"], widths)}
     pairs = [(b, a) for a, b in zip(ladder["order"], ladder["order"][1:])]
-    pairs += [("unet", "unet_one_well_fewer"), ("student_alone", "unet"), ("postproc_on_tta", "tta")]
+    # the networks alone are predicted as the TTA rung is (sections + TTA): paired with it
+    pairs += [("tta", "unet_one_well_fewer"), ("student_alone", "tta"), ("postproc_on_tta", "tta")]
     # whole sections are resampled: a section's patches are strips of one image and err together
     sections = section_codes(wells, data["section"][va])
     tables = ladder_intervals({**scores, **extra}, wells, order=[*ladder["order"], *extra], pairs=pairs,
@@ -84,8 +85,9 @@ def main() -> None:
                               seed=int(params["seed"]))
     ladder["intervals"] = records(tables["rungs"])
     ladder["differences"] = records(tables["differences"])
-    ladder["labels"] = {**RUNG_LABELS, "unet_one_well_fewer": "U-Net, one training well fewer (out-of-fold, mean)",
-                        "student_alone": "pseudo-label student alone (mean)",
+    ladder["labels"] = {**RUNG_LABELS,
+                        "unet_one_well_fewer": "U-Net, one training well fewer (out-of-fold, sections + TTA, mean)",
+                        "student_alone": "pseudo-label student alone (sections + TTA, mean)",
                         "postproc_on_tta": "+ post-processing U-Net on the TTA rung (no ensemble, no students)"}
     ladder["bootstrap"] = {"n_boot": int(cfg["n_boot"]), "level": float(cfg["level"]),
                            "resampling": "whole sections, within their validation well", "n_patches": int(len(va)),

@@ -7,9 +7,9 @@ test-time augmentation; the out-of-fold U-Nets averaged in; the pseudo-label
 students averaged in; the post-processing U-Net on that average. Every network
 is predicted once (sections and TTA) and the rungs are averages of those, so the
 parts are measured on the same patches. Also each out-of-fold U-Net and each
-student alone, patch by patch: the gain of one more training well (the refit)
-and of self-training are measured from them. Writes one .npz: ids, wells, and
-int8 labels per rung and per network alone.
+student alone, from those same predictions: the gain of one more training well
+(the refit) and of self-training are measured from them against the TTA rung.
+Writes one .npz: ids, wells, and int8 labels per rung and per network alone.
 """
 from __future__ import annotations
 
@@ -82,14 +82,13 @@ def main() -> None:
     refiner = load_refiner(args.postproc)[0]
     labels["postproc"] = labels_from_proba(refine_proba(refiner, everything, val["images"], widths, inputs.spec,
                                                         device, batch), widths)
-    alone = {f"alone_fold_{k}": labels_from_proba(probs_of([m], False, False, f"fold {k} alone"), widths)
-             for k, m in enumerate(folds)}
+    # each out-of-fold U-Net and each student alone, as the submission predicts (sections + TTA):
+    # the probabilities the ensemble rungs already average, so no network runs again for them
+    alone = {f"alone_{name}": labels_from_proba(probs, widths) for name, probs in full.items() if name != "main"}
     # the refiner on the main U-Net's own probabilities: its gain where the ensemble and the
     # students are switched off (the ladder's postproc rung refines everything above it)
     alone["postproc_on_tta"] = labels_from_proba(refine_proba(refiner, full["main"], val["images"], widths,
                                                               inputs.spec, device, batch), widths)
-    alone.update({f"alone_student_{k}": labels_from_proba(probs_of([m], False, False, f"student {k} alone"), widths)
-                  for k, m in enumerate(students)})
     save_npz(args.out, ids=val["ids"], well=val["well"], **{f"rung_{k}": v for k, v in labels.items()}, **alone)
     print(f"ladder_predictions: {len(val['ids'])} validation patches, rungs {list(labels)}, "
           f"{len(folds)} out-of-fold U-Nets, {len(students)} students")
