@@ -4,11 +4,12 @@ Every rung's challenge IoU (overall, per class, per well) with a 95 % interval
 (bootstrap over whole sections, resampled within their
 well: a section's patches are depth strips of one image and err together), and every part's gain as
 a paired difference with its interval: each rung against the one below, plus
-two comparisons the rungs cannot show: one more training well (the main U-Net
-against the out-of-fold U-Nets, each trained without one of its wells: what the
-refit on every labelled well adds) and self-training (each student alone against
-the U-Net alone), each network predicted as the submission predicts (the TTA rung). Writes ladder.json and a folder of figures (intervals as error
-bars, per well, confusion matrix and overlays of the best rung).
+two comparisons the rungs cannot show: one more training well (the TTA rung, the
+main U-Net as the submission predicts, against the out-of-fold U-Nets predicted
+the same way, each trained without one of its wells: what the refit on every
+labelled well adds) and self-training (each student alone against the TTA rung).
+Writes ladder.json and a folder of figures (intervals as error bars, per well,
+confusion matrix and overlays of the best rung).
 """
 from __future__ import annotations
 
