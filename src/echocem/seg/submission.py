@@ -104,12 +104,12 @@ def predict_classes(
     `rules_cfg` None: no rule-based clean-up.
     """
     from echocem.seg.rules import apply_rules
+    from echocem.seg.unet import labels_from_proba
 
     widths = np.asarray(widths, dtype=np.int64).reshape(-1)
     n = images.shape[0]
     preds = np.full((n, HEIGHT, FULL_WIDTH), PAD_VALUE, dtype=np.int8)
     done = np.zeros(n, dtype=bool)
-    cols = np.arange(FULL_WIDTH)
     for idx, probs in chunks:
         idx = np.asarray(idx, dtype=np.int64)
         probs = np.asarray(probs)
@@ -122,10 +122,10 @@ def predict_classes(
             if probs.shape != expected:
                 raise EchoCemError(f"submission: the post-processing U-Net returned shape {probs.shape}, "
                                    f"expected {expected}")
-        classes = np.argmax(probs, axis=1).astype(np.int8)
+        # argmax with -1 (the format's PAD_VALUE) right of each width; the rules keep that padding
+        classes = labels_from_proba(probs, widths[idx])
         if rules_cfg is not None:
             classes = apply_rules(classes, widths[idx], rules_cfg)
-        classes[np.broadcast_to((cols[None, :] >= widths[idx][:, None])[:, None, :], classes.shape)] = PAD_VALUE
         if done[idx].any():
             raise EchoCemError(f"submission: patch {int(idx[done[idx]][0])} predicted twice")
         preds[idx] = classes
