@@ -43,8 +43,9 @@ class Accel:
 
 def cpu_has_native_bf16() -> bool:
     """True where the CPU computes bf16 natively (AVX512_BF16 or AMX). On an AVX512_BF16 CPU the
-    `small` training step ran 1.25 x faster in bf16 than in fp32; without native bf16, oneDNN
-    emulates it 12 to 70 x slower than fp32 (benchmarks/cpu_ceiling.py measures both)."""
+    `small` training step ran 1.11 to 1.22 x faster in bf16 than in fp32 (docs/performance.md);
+    without native bf16, oneDNN emulates it 12 to 70 x slower than fp32 (benchmarks/cpu_ceiling.py
+    measures both)."""
     cpu = torch.cpu
     return any(bool(getattr(cpu, probe, lambda: False)()) for probe in
                ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
