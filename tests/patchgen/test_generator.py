@@ -7,7 +7,8 @@ import torch
 
 from echocem.patchgen.denoiser import IN_CHANNELS, build_velocity_net, condition, valid_columns
 from echocem.io import EchoCemError
-from echocem.patchgen.flow import MIN_REMAINING_TIME, flow_matching_loss, pixel_weights, sample
+from echocem.patchgen.flow import (MIN_REMAINING_TIME, SKIP_SIGMA_DATA, flow_matching_loss, pixel_weights, sample,
+                                   skip_weights, velocity_of)
 from echocem.patchgen.generate import load_generator, save_generator
 from echocem.patchgen.workflow import draw, proposal_pairs, train_generator
 
@@ -113,6 +114,34 @@ def test_data_space_weighs_the_velocity_error_by_a_power_of_the_remaining_time()
         loss(1.5, 0)
 
 
+def test_skip_weights_are_the_least_squares_estimate_and_its_error():
+    """For data of spread SKIP_SIGMA_DATA, c_skip x_t is the best linear estimate of x1 (its error
+    is uncorrelated with x_t) and c_out is that error's spread, so the network's target has unit
+    variance at every t."""
+    g = torch.Generator().manual_seed(0)
+    n = 400_000
+    x1 = torch.randn(n, generator=g, dtype=torch.float64) * SKIP_SIGMA_DATA
+    x0 = torch.randn(n, generator=g, dtype=torch.float64)
+    for t in (0.1, 0.5, 0.8, 0.95):
+        x_t = (1 - t) * x0 + t * x1
+        c_skip, c_out = (float(c) for c in skip_weights(torch.tensor(t, dtype=torch.float64)))
+        err = x1 - c_skip * x_t
+        assert float((err * x_t).mean()) == pytest.approx(0.0, abs=3e-3)
+        assert float(err.std()) == pytest.approx(c_out, rel=1e-2)
+    ends = skip_weights(torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert ends[0].tolist() == [0.0, 1.0] and ends[1].tolist() == [SKIP_SIGMA_DATA, 0.0]
+
+
+def test_data_skip_is_the_scaled_output_at_the_start_and_x_t_at_the_end():
+    net = lambda x_t, cond, t: torch.ones_like(x_t)  # the network's raw output F = 1
+    x_t = torch.randn(2, 1, 4, 8, generator=torch.Generator().manual_seed(1))
+    v = velocity_of(net, x_t, None, torch.tensor([0.0, 1.0]), "data_skip")
+    assert torch.allclose(v[0], SKIP_SIGMA_DATA - x_t[0])  # t = 0: clean patch sigma F, from x_t over 1 - t = 1
+    assert torch.allclose(v[1], torch.zeros_like(v[1]))  # t = 1: the clean patch is x_t, whatever F
+    with pytest.raises(EchoCemError, match="prediction"):
+        velocity_of(net, x_t, None, torch.tensor([0.0, 1.0]), "noise")
+
+
 def test_samples_have_the_contract(trained, wells):
     gen, _ = trained
     idx = np.array([0, 8, 9])  # two 272-wide patches and one 160-wide (well 3)
@@ -132,8 +161,8 @@ def test_guidance_one_is_the_conditional_model(trained, wells):
     m = torch.from_numpy(wells["masks"][:2].astype(np.int64))
     valid = valid_columns(torch.from_numpy(wells["widths"][:2].astype(np.int64)), 160, 272)
     cond = condition(m, torch.tensor([True, True]))
-    a = sample(gen.net, cond, valid, 2, 1.0, torch.Generator().manual_seed(0), "euler", "data")
-    b = sample(gen.net, cond, valid, 2, 3.0, torch.Generator().manual_seed(0), "euler", "data")
+    a = sample(gen.net, cond, valid, 2, 1.0, torch.Generator().manual_seed(0), "euler", gen.prediction)
+    b = sample(gen.net, cond, valid, 2, 3.0, torch.Generator().manual_seed(0), "euler", gen.prediction)
     assert a.shape == (2, 1, 160, 272) and not torch.allclose(a, b)
 
 
@@ -141,10 +170,19 @@ def test_model_file_round_trip(trained, wells, tmp_path):
     gen, _ = trained
     save_generator(tmp_path / "g.pt", gen)
     back = load_generator(tmp_path / "g.pt")
-    assert back.config == gen.config and back.prediction == "data" and back.data_scale == 2.0
+    assert back.config == gen.config and back.prediction == "data_skip" and back.data_scale == 2.0
     s = {"steps": 1, "method": "euler", "guidance": 2.0, "batch_size": 2}
     assert np.array_equal(draw(gen, wells["masks"][:2], wells["widths"][:2], s, 4, "cpu"),
                           draw(back, wells["masks"][:2], wells["widths"][:2], s, 4, "cpu"))
+
+
+def test_a_generator_file_of_unknown_output_is_refused_at_load(trained, tmp_path):
+    from dataclasses import replace
+
+    gen, _ = trained
+    save_generator(tmp_path / "g.pt", replace(gen, prediction="noise"))
+    with pytest.raises(EchoCemError, match=r"g\.pt.*'noise'"):
+        load_generator(tmp_path / "g.pt")
 
 
 def test_proposal_pairs_contract(trained, wells, proposals_cfg):

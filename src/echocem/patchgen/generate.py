@@ -19,7 +19,7 @@ from echocem.io import EchoCemError
 from echocem.patchgen import unet_adapter
 from echocem.patchgen.denoiser import (GENERATOR_FORMAT, VelocityNet, build_velocity_net, condition,
                                        from_generator_units, valid_columns)
-from echocem.patchgen.flow import sample
+from echocem.patchgen.flow import PREDICTIONS, sample
 
 RAW_LIMIT = 1000  # |raw amplitude| cap, as the simulator's and the real data's range
 
@@ -47,6 +47,8 @@ def load_generator(path: str | os.PathLike) -> PatchGenerator:
     cfg = dict(blob["config"])
     data_scale, norm_spec = float(cfg.pop("data_scale")), dict(cfg.pop("norm_spec"))
     prediction = str(cfg.pop("prediction"))
+    if prediction not in PREDICTIONS:
+        raise EchoCemError(f"{path}: the generator's prediction {prediction!r} is not one of {list(PREDICTIONS)}")
     net = build_velocity_net(cfg)
     net.load_state_dict(blob["state_dict"])
     net.eval()
