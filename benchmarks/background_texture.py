@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-CLASS_NAMES = {0: "background", 1: "TIE", 2: "casing"}
+from echocem.seg.ladder import CLASS_NAMES  # class c's name at index c
+
 MIN_PIXELS = 50  # a class region smaller than this has no spread worth reporting
 
 
@@ -35,7 +36,7 @@ def texture_table(images: np.ndarray, masks: np.ndarray, widths: np.ndarray) -> 
     for img, mask, width in zip(images, masks, widths):
         x, m = np.asarray(img, np.float64)[:, :int(width)], np.asarray(mask)[:, :int(width)]
         row = {}
-        for c, name in CLASS_NAMES.items():
+        for c, name in enumerate(CLASS_NAMES):
             region = x[m == c]
             row[f"{name} std"] = float(region.std()) if region.size >= MIN_PIXELS else np.nan
         both = (m[1:] == 0) & (m[:-1] == 0)
