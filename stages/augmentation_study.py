@@ -1,11 +1,11 @@
 """Stage augmentation_study: first U-Nets trained on k labelled wells with and without
 generated pairs, scored on the held-out (validation) wells.
 
-For each k of the params size: a generator of those k wells plus unlabelled
-images draws a pool of pairs (k = all reuses the gen_patches stage's pairs,
-whose generator saw every training well); each seed trains a U-Net on the
-real pairs and one on real + generated pairs, same initialisation and same
-number of steps (echocem.patchgen.study). Writes the metrics (per k: IoU mean,
+For each k of the params size and each seed: a generator of those k wells
+plus unlabelled images draws a pool of pairs (k = all reuses the gen_patches
+stage's pairs, whose generator saw every training well), and the seed trains a
+U-Net on the real pairs and one on real + generated pairs, same initialisation
+and same number of steps (echocem.patchgen.study). Writes the metrics (per k: IoU mean,
 std and n over seeds for each arm, the paired gain with its bootstrap interval,
 the verdict; every run's per-patch scores), the table (Markdown) and the
 figure. Finished generators, pools and runs are kept under

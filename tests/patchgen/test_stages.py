@@ -120,6 +120,10 @@ def test_augmentation_study_outputs(gen_run):
     assert row["gain_low"] <= row["gain"] <= row["gain_high"]
     assert row["verdict"] in {"gain", "loss", "no difference"}
     assert len(m["runs"]) == 4 and {r["arm"] for r in m["runs"]} == {"with", "without"}
+    # one generator per seed: the seeds' spread covers the generator's training too
+    gens = m["generators"]["1"]
+    assert [g["seed_index"] for g in gens] == [0, 1] and len({g["task"] for g in gens}) == 2
+    assert gens[0]["final_loss"] != gens[1]["final_loss"] and all(g["n_pool"] == 4 for g in gens)
     assert "| 1 |" in (root / "reports/tables/augmentation_study.md").read_text()
     assert (root / "reports/figures/augmentation_study.png").stat().st_size > 0
 
