@@ -1,14 +1,15 @@
 """Stage augmentation_study: first U-Nets trained on k labelled wells with and without
 generated pairs, scored on the held-out (validation) wells.
 
-For each k of the params size and each seed: a generator of those k wells
-plus unlabelled images draws a pool of pairs (k = all reuses the gen_patches
-stage's pairs, whose generator saw every training well), and the seed trains a
-U-Net on the real pairs and one on real + generated pairs, same initialisation
-and same number of steps (echocem.patchgen.study). Writes the metrics (per k: IoU mean,
-std and n over seeds for each arm, the paired gain with its bootstrap interval,
-the verdict; every run's per-patch scores), the table (Markdown) and the
-figure. Finished generators, pools and runs are kept under
+For each k of the params size, each draw of k labelled wells and each seed:
+a generator of those wells plus unlabelled images draws a pool of pairs (k =
+all reuses the gen_patches stage's pairs, whose generator saw every training
+well), and the seed trains a U-Net on the real pairs and one on real +
+generated pairs, same initialisation and same number of steps
+(echocem.patchgen.study). Writes the metrics (per k and draw: IoU mean, std
+and n over seeds for each arm, the paired gain with its bootstrap interval,
+the verdict; per k of several draws, the same pooled over draws; every run's
+per-patch scores), the tables (Markdown) and the figure. Finished generators, pools and runs are kept under
 checkpoints/augmentation_study/<fingerprint>/ so an interrupted run resumes;
 the folder is removed once the outputs are written.
 """
@@ -33,7 +34,7 @@ def parse_args() -> argparse.Namespace:
                    help="generated pairs of the gen_patches stage (.npz), used for k = all; without it the "
                         "study trains that generator too")
     p.add_argument("--metrics", required=True, help="output: study results (.json)")
-    p.add_argument("--table", required=True, help="output: the study table (.md)")
+    p.add_argument("--table", required=True, help="output: the study tables (.md)")
     p.add_argument("--figure", required=True, help="output: IoU and paired gain per k (.png)")
     p.add_argument("--checkpoints", default="checkpoints", help="scratch folder for resumable runs")
     return p.parse_args()
@@ -84,7 +85,7 @@ def main() -> None:
     records, gen_info = run_study(train, splits["train_wells"], unlabelled, heldout, spec, size,
                                   bool(section["other_wells_unlabelled"]), gen_size, gen_section["proposals"],
                                   unet_profile, seed, device, work, all_pool)
-    table, intervals = summarise(records, float(section["level"]), int(section["n_boot"]), seed,
+    table, pooled, intervals = summarise(records, float(section["level"]), int(section["n_boot"]), seed,
                                  sections=section_codes(data["well"][va], data["section"][va]))
 
     metrics = {
@@ -93,19 +94,21 @@ def main() -> None:
         "settings": dict(size), "other_wells_unlabelled": bool(section["other_wells_unlabelled"]),
         "val_wells": [int(w) for w in splits["val_wells"]], "train_wells": [int(w) for w in splits["train_wells"]],
         "table": table.to_dict("records"),
+        "pooled": pooled.to_dict("records"),
         "paired_gain": intervals,
         "generators": gen_info,
         "runs": records,
-        "interval_method": "echocem.stats.paired_difference_clustered over (seed, held-out patch) items: "
-                           "seeds resampled, then the patches of each drawn seed",
+        "interval_method": "per draw: echocem.stats.paired_difference_clustered over (seed, held-out patch) "
+                           "items: seeds resampled, then the sections of each drawn seed (whole); pooled: "
+                           "echocem.stats.paired_difference_nested: draws, then their seeds, then sections",
     }
     save_json(args.metrics, metrics)
-    save_text(args.table, table_markdown(table))
-    save_figure(args.figure, study_figure(table))
+    save_text(args.table, table_markdown(table, pooled))
+    save_figure(args.figure, study_figure(table, pooled))
     shutil.rmtree(work, ignore_errors=True)
-    print(table_markdown(table))
-    for r in table.to_dict("records"):
-        print(f"augmentation_study: k={r['k']}: gain {r['gain']:+.4f} [{r['gain_low']:+.4f}, {r['gain_high']:+.4f}] "
+    print(table_markdown(table, pooled))
+    for r in [*table.to_dict("records"), *pooled.to_dict("records")]:
+        print(f"augmentation_study: k={r['k']} {'draw ' + str(r['draw']) if 'draw' in r else 'pooled'}: gain {r['gain']:+.4f} [{r['gain_low']:+.4f}, {r['gain_high']:+.4f}] "
               f"-> {r['verdict']}")
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from echocem.io import EchoCemError
 from echocem.stats import (Interval, bootstrap_mean, normal_interval, paired_difference,
-                           paired_difference_clustered, ratio_of_means, seed_spread)
+                           paired_difference_clustered, paired_difference_nested, ratio_of_means,
+                           seed_spread)
 
 
 def test_constant_sample_gives_zero_width_interval():
@@ -163,6 +164,34 @@ def test_clustered_equal_clusters_match_the_item_bootstrap():
     one = paired_difference(a, np.zeros(300), clusters, n_boot=3000, seed=1)
     assert two.width == pytest.approx(one.width, rel=0.25)
     assert paired_difference_clustered(a, np.zeros(300), clusters, n_boot=3000, seed=1) == two  # seeded
+
+
+def test_nested_outer_level_spans_constant_units():
+    """Two draws, constant within (0.1 and -0.3), each with 3 seeds of 20 items: a resample holds
+    draw 1 twice, once each or draw 2 twice, so the 95 % interval is exactly [-0.3, 0.1]; without
+    the outer level (seeds as the clusters) the 6 seeds' mixtures make it narrower."""
+    diff = np.r_[np.full(60, 0.1), np.full(60, -0.3)]
+    draws = np.repeat([0, 1], 60)
+    seeds = np.tile(np.repeat([0, 1, 2], 20), 2)  # seed labels repeat across draws: read within each draw
+    items = np.tile(np.arange(20), 6)
+    iv = paired_difference_nested(diff, np.zeros(120), [draws, seeds, items], n_boot=4000, seed=2)
+    assert iv.estimate == pytest.approx(-0.1)
+    assert iv.low == pytest.approx(-0.3) and iv.high == pytest.approx(0.1)
+    assert iv.n_groups == 2 and "3-level nested" in iv.method
+    two = paired_difference_clustered(diff, np.zeros(120), draws * 3 + seeds, n_boot=4000, seed=2)
+    assert -0.3 < two.low and two.high < 0.1
+    assert paired_difference_nested(diff, np.zeros(120), [draws, seeds, items], n_boot=4000, seed=2) == iv
+    with pytest.raises(EchoCemError, match="at least one level"):
+        paired_difference_nested(diff, np.zeros(120), [])
+
+
+def test_nested_two_levels_is_the_clustered_bootstrap():
+    rng = np.random.default_rng(4)
+    a = rng.normal(0.05, 0.1, 90) + np.repeat(rng.normal(0, 0.05, 3), 30)
+    clusters, sections = np.repeat([0, 1, 2], 30), np.tile(np.repeat(np.arange(6), 5), 3)
+    nested = paired_difference_nested(a, np.zeros(90), [clusters, sections], n_boot=2000, seed=5)
+    two = paired_difference_clustered(a, np.zeros(90), clusters, inner=sections, n_boot=2000, seed=5)
+    assert (nested.low, nested.high, nested.estimate) == (two.low, two.high, two.estimate)
 
 
 def _sections(rng: np.random.Generator, n_sections: int, per_section: int, sd_between: float, sd_within: float):

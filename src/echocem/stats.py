@@ -296,28 +296,66 @@ def paired_difference_clustered(
     instead of single items (a section's patches err together).
     """
     values = _paired(a, b, "paired_difference_clustered")
-    _check_options(n_boot, level)
-    codes = _group_codes(clusters, values.size)
-    inner_codes = np.arange(values.size) if inner is None else _group_codes(inner, values.size)
-    # per cluster: the sums and sizes of its inner groups (single items when inner is None)
-    parts = []
-    for g in range(int(codes.max()) + 1):
-        _, local = np.unique(inner_codes[codes == g], return_inverse=True)
-        parts.append((np.bincount(local, weights=values[codes == g]), np.bincount(local).astype(np.float64)))
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, len(parts), size=(int(n_boot), len(parts)))  # clusters of each resample
-    totals, counts = np.zeros(int(n_boot)), np.zeros(int(n_boot))
-    for slot in range(len(parts)):
-        for g, (sums, sizes) in enumerate(parts):
-            rows = np.flatnonzero(drawn[:, slot] == g)
-            if rows.size:
-                idx = rng.integers(0, sums.size, size=(rows.size, sums.size))
-                totals[rows] += sums[idx].sum(axis=1)
-                counts[rows] += sizes[idx].sum(axis=1)
+    levels = [clusters, np.arange(values.size) if inner is None else inner]
     then = "items" if inner is None else "whole inner groups"
-    return _percentile_interval(values, totals / counts, level, len(parts),
-                                f"paired difference: two-level percentile bootstrap (clusters, then {then} "
-                                f"within them), {int(n_boot)} resamples")
+    return _nested_interval(values, levels, n_boot, level, seed,
+                            f"paired difference: two-level percentile bootstrap (clusters, then {then} "
+                            f"within them), {int(n_boot)} resamples")
+
+
+def paired_difference_nested(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    levels: Sequence[Sequence[Any] | np.ndarray],
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Mean of a - b with a nested bootstrap interval over any number of levels.
+
+    `levels`: one label per item for each level, outermost first, e.g. [the
+    draw of labelled wells, the seed, the held-out section]. Each resample
+    draws as many outermost units as there are, with replacement; within each
+    drawn unit, as many of its units of the next level, and so on; the
+    innermost level's units are drawn whole. Labels of an inner level are read
+    within their outer unit (seed 0 of draw 0 and seed 0 of draw 1 are two
+    units). With one level this is the cluster bootstrap; with [clusters,
+    items] it is `paired_difference_clustered`.
+    """
+    values = _paired(a, b, "paired_difference_nested")
+    if not levels:
+        raise EchoCemError("paired_difference_nested: give at least one level of labels")
+    return _nested_interval(values, levels, n_boot, level, seed,
+                            f"paired difference: {len(levels)}-level nested percentile bootstrap (each level's "
+                            f"units drawn with replacement within the drawn unit above), {int(n_boot)} resamples")
+
+
+def _nested_interval(values: np.ndarray, levels: Sequence[Any], n_boot: int, level: float, seed: int,
+                     method: str) -> Interval:
+    _check_options(n_boot, level)
+    codes = [_group_codes(labels, values.size) for labels in levels]
+    rng = np.random.default_rng(seed)
+    totals, counts = np.zeros(int(n_boot)), np.zeros(int(n_boot))
+
+    # Written by hand: no well-kept library draws a nested (multi-stage) bootstrap of a mean.
+    def descend(items: np.ndarray, depth: int, rows: np.ndarray) -> None:
+        """Add to each resample in `rows` (one entry per drawn copy of this unit) a resample of the unit."""
+        units, local = np.unique(codes[depth][items], return_inverse=True)
+        pick = rng.integers(0, units.size, size=(rows.size, units.size))
+        if depth == len(codes) - 1:  # innermost: whole units, by their sums and sizes
+            sums = np.bincount(local, weights=values[items])
+            sizes = np.bincount(local).astype(np.float64)
+            np.add.at(totals, rows, sums[pick].sum(axis=1))
+            np.add.at(counts, rows, sizes[pick].sum(axis=1))
+            return
+        for u in range(units.size):
+            copies = (pick == u).sum(axis=1)
+            if copies.any():
+                descend(items[local == u], depth + 1, np.repeat(rows, copies))
+
+    descend(np.arange(values.size), 0, np.arange(int(n_boot)))
+    return _percentile_interval(values, totals / counts, level, int(np.unique(codes[0]).size), method)
 
 
 def ratio_of_means(

@@ -113,18 +113,27 @@ def test_augmentation_study_outputs(gen_run):
     root = gen_run
     run_stage("augmentation_study.py", STUDY_ARGS, root)
     m = json.loads((root / "reports/metrics/augmentation_study.json").read_text())
-    (row,) = m["table"]
-    assert row["k"] == "1" and row["n_seeds"] == 2 and row["n_heldout"] == 4
-    assert row["steps_with"] == row["steps_without"] == 2, "both arms get the same number of steps"
-    assert row["n_generated"] == row["n_real"] == 4
-    assert row["gain_low"] <= row["gain"] <= row["gain_high"]
-    assert row["verdict"] in {"gain", "loss", "no difference"}
-    assert len(m["runs"]) == 4 and {r["arm"] for r in m["runs"]} == {"with", "without"}
-    # one generator per seed: the seeds' spread covers the generator's training too
+    rows = m["table"]
+    assert [(r["k"], r["draw"]) for r in rows] == [("1", 0), ("1", 1)]
+    assert rows[0]["wells"] != rows[1]["wells"], "two draws label two different wells"
+    for row in rows:
+        assert row["n_seeds"] == 2 and row["n_heldout"] == 4
+        assert row["steps_with"] == row["steps_without"] == 2, "both arms get the same number of steps"
+        assert row["n_generated"] == row["n_real"] > 0
+        assert row["gain_low"] <= row["gain"] <= row["gain_high"]
+        assert row["verdict"] in {"gain", "loss", "no difference"}
+    (pooled,) = m["pooled"]
+    assert pooled["n_draws"] == 2 and pooled["n_runs"] == 4
+    assert pooled["gain"] == pytest.approx(np.mean([r["gain"] for r in rows]))
+    assert pooled["gain_low"] <= pooled["gain"] <= pooled["gain_high"]
+    assert len(m["runs"]) == 8 and {r["arm"] for r in m["runs"]} == {"with", "without"}
+    # one generator per draw and seed: the seeds' spread covers the generator's training too
     gens = m["generators"]["1"]
-    assert [g["seed_index"] for g in gens] == [0, 1] and len({g["task"] for g in gens}) == 2
-    assert gens[0]["final_loss"] != gens[1]["final_loss"] and all(g["n_pool"] == 4 for g in gens)
-    assert "| 1 |" in (root / "reports/tables/augmentation_study.md").read_text()
+    assert [(g["draw"], g["seed_index"]) for g in gens] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len({g["task"] for g in gens}) == 4 and len({g["final_loss"] for g in gens}) == 4
+    assert all(g["n_pool"] == r["n_real"] for g, r in zip(gens, [rows[0], rows[0], rows[1], rows[1]]))
+    table = (root / "reports/tables/augmentation_study.md").read_text()
+    assert "| 1 | 0 |" in table and "| 1 | 1 |" in table and "Pooled over draws" in table
     assert (root / "reports/figures/augmentation_study.png").stat().st_size > 0
 
 

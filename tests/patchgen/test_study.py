@@ -10,7 +10,7 @@ from echocem.patchgen.study import plan_runs, plan_subsets, summarise, table_mar
 
 
 def records_with_gain(k: str, gain: float, n_seeds: int = 3, n_patches: int = 40, noise: float = 0.01,
-                      seed: int = 0) -> list[dict]:
+                      seed: int = 0, draw: int = 0, wells: tuple = (1,)) -> list[dict]:
     """Per-patch scores of both arms: `with` = `without` + gain + small paired noise."""
     rng = np.random.default_rng(seed)
     out = []
@@ -18,7 +18,7 @@ def records_with_gain(k: str, gain: float, n_seeds: int = 3, n_patches: int = 40
         base = rng.uniform(0.3, 0.8, n_patches)  # patches differ a lot; the pairing removes that
         for arm, shift in (("without", 0.0), ("with", gain)):
             scores = base + shift + rng.normal(0, noise, n_patches)
-            out.append({"k": k, "wells": [1], "seed_index": s, "arm": arm, "steps": 64, "n_real": 20,
+            out.append({"k": k, "draw": draw, "wells": list(wells), "seed_index": s, "arm": arm, "steps": 64, "n_real": 20,
                         "n_generated": 20 if arm == "with" else 0, "scores": scores.tolist()})
     return out
 
@@ -26,7 +26,8 @@ def records_with_gain(k: str, gain: float, n_seeds: int = 3, n_patches: int = 40
 def test_known_gain_no_difference_and_loss():
     records = (records_with_gain("1", 0.05, seed=1) + records_with_gain("2", 0.0, seed=2)
                + records_with_gain("all", -0.04, seed=3))
-    table, intervals = summarise(records, level=0.95, n_boot=2000, seed=0)
+    table, pooled, intervals = summarise(records, level=0.95, n_boot=2000, seed=0)
+    assert pooled.empty, "one draw per k: nothing to pool"
     rows = {r["k"]: r for r in table.to_dict("records")}
     assert list(rows) == ["1", "2", "all"]
     one = rows["1"]
@@ -40,14 +41,15 @@ def test_known_gain_no_difference_and_loss():
     assert one["without_mean"] == pytest.approx(np.mean(without))
     assert one["without_std"] == pytest.approx(np.std(without, ddof=1))
     assert one["n_seeds"] == 3 and one["n_heldout"] == 40 and one["n_generated"] == 20
-    assert intervals["1"]["n"] == 120 and intervals["1"]["n_groups"] == 3 and intervals["1"]["level"] == 0.95
-    assert len(intervals["1"]["per_seed_gain"]) == 3
-    assert "| 1 | 1 | 20 / 20 |" in table_markdown(table)
+    one_iv = intervals["k=1 draw 0"]
+    assert one_iv["n"] == 120 and one_iv["n_groups"] == 3 and one_iv["level"] == 0.95
+    assert len(one_iv["per_seed_gain"]) == 3
+    assert "| 1 | 0 | 1 | 20 / 20 |" in table_markdown(table, pooled)
 
 
 def test_interval_widens_with_noise():
-    quiet, _ = summarise(records_with_gain("1", 0.02, noise=0.005, seed=4), n_boot=1000)
-    noisy, _ = summarise(records_with_gain("1", 0.02, noise=0.2, seed=4), n_boot=1000)
+    quiet, _, _ = summarise(records_with_gain("1", 0.02, noise=0.005, seed=4), n_boot=1000)
+    noisy, _, _ = summarise(records_with_gain("1", 0.02, noise=0.2, seed=4), n_boot=1000)
     width = lambda t: float(t["gain_high"][0] - t["gain_low"][0])  # noqa: E731
     assert width(noisy) > 5 * width(quiet)
     assert noisy["verdict"][0] == "no difference" and quiet["verdict"][0] == "gain"
@@ -64,15 +66,15 @@ def test_sections_that_gain_together_widen_the_interval():
     for s in range(3):
         base = rng.uniform(0.3, 0.8, 40)
         for arm, shift in (("without", 0.0), ("with", effect)):
-            records.append({"k": "1", "wells": [1], "seed_index": s, "arm": arm, "steps": 64, "n_real": 20,
+            records.append({"k": "1", "draw": 0, "wells": [1], "seed_index": s, "arm": arm, "steps": 64, "n_real": 20,
                             "n_generated": 20 if arm == "with" else 0,
                             "scores": (base + shift + rng.normal(0, 0.005, 40)).tolist()})
-    flat, _ = summarise(records, n_boot=2000)
-    whole, intervals = summarise(records, n_boot=2000, sections=sections)
+    flat, _, _ = summarise(records, n_boot=2000)
+    whole, _, intervals = summarise(records, n_boot=2000, sections=sections)
     width = lambda t: float(t["gain_high"][0] - t["gain_low"][0])  # noqa: E731
     assert whole["gain"][0] == pytest.approx(flat["gain"][0])
     assert width(whole) > 1.8 * width(flat)
-    assert "whole inner groups" in intervals["1"]["method"]
+    assert "whole inner groups" in intervals["k=1 draw 0"]["method"]
     with pytest.raises(EchoCemError, match="7 section labels for 40 held-out patches"):
         summarise(records, sections=sections[:7])
 
@@ -89,18 +91,60 @@ def test_verdict():
 
 def test_plan():
     subsets = plan_subsets([1, 2, 3, 4, 6], [1, 2, "all"], seed=2025)
-    assert subsets["all"] == (1, 2, 3, 4, 6)
-    assert len(subsets["1"]) == 1 and len(subsets["2"]) == 2
-    assert set(subsets["2"]) <= {1, 2, 3, 4, 6}
+    assert subsets["all"] == [(1, 2, 3, 4, 6)]
+    assert len(subsets["1"]) == 1 and len(subsets["1"][0]) == 1 and len(subsets["2"][0]) == 2
+    assert set(subsets["2"][0]) <= {1, 2, 3, 4, 6}
     assert subsets == plan_subsets([1, 2, 3, 4, 6], [1, 2, "all"], seed=2025)
     runs = plan_runs(subsets, 3)
-    assert len(runs) == 3 * 3 * 2
-    assert {(r["k"], r["seed_index"]) for r in runs if r["arm"] == "with"} == \
-        {(r["k"], r["seed_index"]) for r in runs if r["arm"] == "without"}
+    assert len(runs) == 3 * 3 and {r["draw"] for r in runs} == {0}
+    assert [(r["k"], r["seed_index"]) for r in runs[:3]] == [("1", 0), ("1", 1), ("1", 2)]
     with pytest.raises(EchoCemError, match="k=9"):
         plan_subsets([1, 2], [9], seed=0)
     with pytest.raises(EchoCemError, match="twice"):
         plan_subsets([1, 2], [1, 1], seed=0)
+    with pytest.raises(EchoCemError, match="draws: need at least 1"):
+        plan_subsets([1, 2], [1], seed=0, draws=0)
+
+
+def test_plan_draws_distinct_well_sets():
+    wells = [1, 2, 3, 4, 6]
+    one = plan_subsets(wells, [1, 2, "all"], seed=2025)
+    many = plan_subsets(wells, [1, 2, "all"], seed=2025, draws=4)
+    for k in ("1", "2"):
+        assert many[k][0] == one[k][0], "draw 0 is the one-draw study's choice"
+        assert len(many[k]) == 4 and len(set(many[k])) == 4
+    assert many["all"] == [(1, 2, 3, 4, 6)], "k = all has one choice"
+    # more draws than sets: every set once (5 single wells, 10 pairs)
+    every = plan_subsets(wells, [1, 2], seed=7, draws=50)
+    assert sorted(every["1"]) == [(w,) for w in wells]
+    assert len(every["2"]) == 10 == len(set(every["2"]))
+    runs = plan_runs(every, 2)
+    assert len(runs) == (5 + 10) * 2
+    assert {(r["draw"], tuple(r["wells"])) for r in runs if r["k"] == "1"} == set(enumerate(every["1"]))
+
+
+def test_pooled_draws_cover_the_spread_between_labelled_wells():
+    """Five draws of one labelled well with gains +0.10, -0.02, +0.06, -0.01, +0.03, each measured
+    tightly: every draw's own interval is narrow, the pooled one spans the draws' spread, and its
+    estimate is the mean of the draws' gains."""
+    gains = [0.10, -0.02, 0.06, -0.01, 0.03]
+    records = []
+    for d, g in enumerate(gains):
+        records += records_with_gain("1", g, noise=0.002, seed=20 + d, draw=d, wells=(d + 1,))
+    table, pooled, intervals = summarise(records, n_boot=2000, seed=1)
+    assert list(table["draw"]) == [0, 1, 2, 3, 4] and list(table["wells"]) == ["1", "2", "3", "4", "5"]
+    assert list(table["verdict"]) == ["gain", "loss", "gain", "loss", "gain"]
+    (row,) = pooled.to_dict("records")
+    assert row["n_draws"] == 5 and row["n_runs"] == 15 and row["draws_with_gain"] == 3
+    assert row["gain"] == pytest.approx(np.mean(gains), abs=0.002)
+    assert row["draw_gain_std"] == pytest.approx(np.std(gains, ddof=1), abs=0.002)
+    # the draws' spread is in the interval: wider than any one draw's, inside their range
+    assert row["gain_high"] - row["gain_low"] > 5 * max(table["gain_high"] - table["gain_low"])
+    assert -0.02 < row["gain_low"] < 0.03 < row["gain_high"] < 0.10
+    assert row["verdict"] == "no difference"
+    assert intervals["k=1 pooled"]["per_draw_gain"] == pytest.approx(gains, abs=0.002)
+    assert "3-level nested" in intervals["k=1 pooled"]["method"]
+    assert "Pooled over draws" in table_markdown(table, pooled)
 
 
 def test_mix_pairs(wells):
@@ -150,8 +194,8 @@ def test_seeds_that_disagree_give_no_difference():
         for r in recs:
             r["seed_index"] = seed
         records += recs
-    table, intervals = summarise(records, n_boot=2000)
+    table, _, intervals = summarise(records, n_boot=2000)
     row = table.iloc[0]
     assert row["gain"] == pytest.approx(-0.0633, abs=0.01)
     assert row["gain_low"] < -0.1 and row["gain_high"] > 0 and row["verdict"] == "no difference"
-    assert intervals["1"]["per_seed_gain"] == pytest.approx([-0.18, 0.01, -0.02], abs=0.01)
+    assert intervals["k=1 draw 0"]["per_seed_gain"] == pytest.approx([-0.18, 0.01, -0.02], abs=0.01)

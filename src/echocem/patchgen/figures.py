@@ -119,28 +119,38 @@ def loss_figure(history: Sequence[Mapping[str, Any]], title: str):
     return fig
 
 
-def study_figure(table):
-    """Left: held-out IoU per k with and without generated pairs (mean +- std over seeds);
-    right: paired gain with its 95 % interval."""
+def study_figure(table, pooled=None):
+    """Left: held-out IoU per k and draw of labelled wells with and without generated pairs (mean +- std
+    over seeds; pooled rows: over draws); right: paired gain with its 95 % interval."""
+    import pandas as pd
+
     plt = _plt()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
-    x = np.arange(len(table))
-    labels = [str(k) for k in table["k"]]
-    ax.errorbar(x - 0.05, table["without_mean"], yerr=table["without_std"].fillna(0), fmt="o", capsize=4,
-                label="real pairs only")
-    ax.errorbar(x + 0.05, table["with_mean"], yerr=table["with_std"].fillna(0), fmt="s", capsize=4,
+    rows = table.assign(label=[f"k={k}\nwells {w}" for k, w in zip(table["k"], table["wells"])], pooled=False)
+    if pooled is not None and len(pooled):
+        rows = pd.concat([rows, pooled.assign(label=[f"k={k}\n{n} draws" for k, n in
+                                                     zip(pooled["k"], pooled["n_draws"])], pooled=True)],
+                         ignore_index=True)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(max(10, 1.1 * len(rows) + 6), 3.8))
+    x = np.arange(len(rows))
+    ax.errorbar(x - 0.05, rows["without_mean"], yerr=rows["without_std"].astype(float).fillna(0), fmt="o",
+                capsize=4, label="real pairs only")
+    ax.errorbar(x + 0.05, rows["with_mean"], yerr=rows["with_std"].astype(float).fillna(0), fmt="s", capsize=4,
                 label="real + generated pairs")
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels)
-    ax.set(xlabel="labelled training wells k", ylabel="held-out challenge IoU", title="IoU (mean +- std over seeds)")
+    ax.set(ylabel="held-out challenge IoU", title="IoU (mean +- std over seeds; pooled: over draws)")
     ax.legend(fontsize=8)
-    est = table["gain"].to_numpy()
-    lo, hi = table["gain_low"].to_numpy(), table["gain_high"].to_numpy()
-    bx.errorbar(x, est, yerr=[est - lo, hi - est], fmt="o", capsize=4, color="#2b8cbe")
+    est = rows["gain"].to_numpy()
+    lo, hi = rows["gain_low"].to_numpy(), rows["gain_high"].to_numpy()
+    for mask, colour, name in ((~rows["pooled"], "#2b8cbe", "one draw of wells"),
+                               (rows["pooled"], "#d95f0e", "pooled over draws")):
+        m = mask.to_numpy(bool)
+        if m.any():
+            bx.errorbar(x[m], est[m], yerr=[est[m] - lo[m], hi[m] - est[m]], fmt="o", capsize=4, color=colour,
+                        label=name)
     bx.axhline(0.0, color="grey", linestyle="--")
-    bx.set_xticks(x)
-    bx.set_xticklabels(labels)
-    bx.set(xlabel="labelled training wells k", ylabel="IoU gain (with - without)",
-           title="paired gain, 95 % bootstrap interval")
+    bx.set(ylabel="IoU gain (with - without)", title="paired gain, 95 % bootstrap interval")
+    bx.legend(fontsize=8)
+    for axis in (ax, bx):
+        axis.set_xticks(x)
+        axis.set_xticklabels(rows["label"], fontsize=7)
     fig.tight_layout()
     return fig

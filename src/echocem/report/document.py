@@ -365,12 +365,21 @@ def generated_patches_section(run: Run) -> Section:
             f"generator of the same wells, {study['table'][0]['n_seeds'] if study['table'] else '?'} seeds each, "
             f"the same optimiser steps in both arms, scored on the validation wells; paired gain with its "
             f"{int(100 * study['level'])} % interval ({study['interval_method']}).", "h3"))
-        rows = [[r["k"], r["wells"], f"{r['n_real']} / {r['n_generated']}",
+        rows = [[r["k"], r["draw"], r["wells"], f"{r['n_real']} / {r['n_generated']}",
                  f"{r['without_mean']:.3f} ± {r['without_std']:.3f}", f"{r['with_mean']:.3f} ± {r['with_std']:.3f}",
                  r["n_seeds"], f"{r['gain']:+.3f} [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}]",
                  f"{r['seeds_with_gain']}/{r['n_seeds']}", r["verdict"]] for r in study["table"]]
-        blocks.append(Table(["k", "wells", "real / generated", "without", "with", "seeds", "paired gain [interval]",
-                             "seeds with a gain", "verdict"], rows, "Generated pairs in training", id="gen-study"))
+        blocks.append(Table(["k", "draw", "wells", "real / generated", "without", "with", "seeds",
+                             "paired gain [interval]", "seeds with a gain", "verdict"], rows,
+                            "Generated pairs in training, per draw of labelled wells", id="gen-study"))
+        if study["pooled"]:
+            rows = [[r["k"], r["n_draws"], r["wells"], f"{r['without_mean']:.3f} ± {r['without_std']:.3f}",
+                     f"{r['with_mean']:.3f} ± {r['with_std']:.3f}", r["n_runs"],
+                     f"{r['gain']:+.3f} [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}]",
+                     f"{r['draws_with_gain']}/{r['n_draws']}", r["verdict"]] for r in study["pooled"]]
+            blocks.append(Table(["k", "draws", "wells per draw", "without (over draws)", "with (over draws)", "runs",
+                                 "paired gain [interval: draws, seeds, sections]", "draws with a gain", "verdict"],
+                                rows, "Pooled over the draws of labelled wells", id="gen-study-pooled"))
         if run.study_figure is not None:
             blocks.append(Figure("IoU without and with generated pairs, and the paired gain", run.study_figure))
     return Section("gen_patches", title, blocks)
