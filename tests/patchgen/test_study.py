@@ -83,6 +83,9 @@ def test_unpaired_seed_is_an_error():
     records = records_with_gain("1", 0.05)[:-1]  # seed 2 lost its "with" run
     with pytest.raises(EchoCemError, match="lack one of the two arms"):
         summarise(records)
+    records = records_with_gain("1", 0.05) + records_with_gain("1", 0.05, n_patches=30, draw=1)
+    with pytest.raises(EchoCemError, match=r"scored \[40, 30\] held-out patches"):
+        summarise(records)
 
 
 def test_verdict():

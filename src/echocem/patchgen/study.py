@@ -130,6 +130,10 @@ def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot:
     if not records:
         raise EchoCemError("augmentation study: no runs to summarise")
     n_heldout = len(records[0]["scores"])
+    uneven = sorted({len(r["scores"]) for r in records} - {n_heldout})
+    if uneven:
+        raise EchoCemError(f"augmentation study: runs scored {[n_heldout, *uneven]} held-out patches; every run "
+                           "must score the same ones")
     inner = None
     if sections is not None:
         inner = np.asarray(sections).reshape(-1)
