@@ -109,6 +109,22 @@ def test_plan():
         plan_subsets([1, 2], [1], seed=0, draws=0)
 
 
+def test_pooled_verdict_needs_both_intervals():
+    """Five draws that all gain, one of them little: the nested bootstrap (which never leaves the
+    draws' range) lies above 0, the t interval over the five gains does not, so no gain is claimed;
+    with gains that agree, both lie above 0."""
+    def pooled_row(gains):
+        records = []
+        for d, g in enumerate(gains):
+            records += records_with_gain("1", g, noise=0.002, seed=40 + d, draw=d, wells=(d + 1,))
+        return summarise(records, n_boot=2000, seed=2)[1].iloc[0]
+
+    spread = pooled_row([0.005, 0.09, 0.01, 0.08, 0.02])
+    assert spread["gain_low"] > 0 and spread["draws_t_low"] < 0 and spread["verdict"] == "no difference"
+    steady = pooled_row([0.04, 0.05, 0.045, 0.035, 0.05])
+    assert steady["gain_low"] > 0 and steady["draws_t_low"] > 0 and steady["verdict"] == "gain"
+
+
 def test_plan_draws_distinct_well_sets():
     wells = [1, 2, 3, 4, 6]
     one = plan_subsets(wells, [1, 2, "all"], seed=2025)
@@ -145,6 +161,10 @@ def test_pooled_draws_cover_the_spread_between_labelled_wells():
     assert row["gain_high"] - row["gain_low"] > 5 * max(table["gain_high"] - table["gain_low"])
     assert -0.02 < row["gain_low"] < 0.03 < row["gain_high"] < 0.10
     assert row["verdict"] == "no difference"
+    # the t interval over the five draws' gains: mean +- t(4) * s / sqrt(5)
+    half = 2.776 * np.std(gains, ddof=1) / np.sqrt(5)
+    assert row["draws_t_low"] == pytest.approx(np.mean(gains) - half, abs=0.003)
+    assert row["draws_t_high"] == pytest.approx(np.mean(gains) + half, abs=0.003)
     assert intervals["k=1 pooled"]["per_draw_gain"] == pytest.approx(gains, abs=0.002)
     assert "3-level nested" in intervals["k=1 pooled"]["method"]
     assert "Pooled over draws" in table_markdown(table, pooled)

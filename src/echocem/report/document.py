@@ -376,9 +376,11 @@ def generated_patches_section(run: Run) -> Section:
             rows = [[r["k"], r["n_draws"], r["wells"], f"{r['without_mean']:.3f} ± {r['without_std']:.3f}",
                      f"{r['with_mean']:.3f} ± {r['with_std']:.3f}", r["n_runs"],
                      f"{r['gain']:+.3f} [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}]",
+                     f"[{r['draws_t_low']:+.3f}, {r['draws_t_high']:+.3f}]",
                      f"{r['draws_with_gain']}/{r['n_draws']}", r["verdict"]] for r in study["pooled"]]
             blocks.append(Table(["k", "draws", "wells per draw", "without (over draws)", "with (over draws)", "runs",
-                                 "paired gain [interval: draws, seeds, sections]", "draws with a gain", "verdict"],
+                                 "paired gain [interval: draws, seeds, sections]", "t interval over the draws",
+                                 "draws with a gain", "verdict (both intervals)"],
                                 rows, "Pooled over the draws of labelled wells", id="gen-study-pooled"))
         if run.study_figure is not None:
             blocks.append(Figure("IoU without and with generated pairs, and the paired gain", run.study_figure))
