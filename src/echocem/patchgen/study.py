@@ -125,9 +125,6 @@ def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot:
     patches. Row names: "k=1 draw 0", "k=1 pooled".
     """
     import pandas as pd
-    from scipy import stats as scipy_stats
-
-    from echocem.stats import paired_difference_clustered, paired_difference_nested, seed_spread
 
     if not records:
         raise EchoCemError("augmentation study: no runs to summarise")
@@ -136,68 +133,87 @@ def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot:
     if uneven:
         raise EchoCemError(f"augmentation study: runs scored {[n_heldout, *uneven]} held-out patches; every run "
                            "must score the same ones")
-    inner = None
+    within = np.arange(n_heldout)  # what a drawn seed resamples: its patches, or its whole sections
     if sections is not None:
-        inner = np.asarray(sections).reshape(-1)
-        if inner.size != n_heldout:
-            raise EchoCemError(f"augmentation study: {inner.size} section labels for {n_heldout} held-out patches")
-    within = inner if inner is not None else np.arange(n_heldout)  # what a drawn seed resamples
-    rows, pooled, intervals = [], [], {}
-    draws_of: dict[str, list[dict]] = {}
+        within = np.asarray(sections).reshape(-1)
+        if within.size != n_heldout:
+            raise EchoCemError(f"augmentation study: {within.size} section labels for {n_heldout} held-out patches")
+    opts = {"level": level, "n_boot": n_boot, "seed": seed, "whole_sections": sections is not None}
+    rows, pooled, intervals, draws_of = [], [], {}, {}
     for k, d in dict.fromkeys((r["k"], int(r["draw"])) for r in records):
-        by_seed, seeds = _paired_seeds(records, k, d)
-        a = np.concatenate([np.asarray(by_seed["with"][s]["scores"], float) for s in seeds])
-        b = np.concatenate([np.asarray(by_seed["without"][s]["scores"], float) for s in seeds])
-        strata = np.repeat(seeds, n_heldout)
-        # seeds, then patches (whole sections): the gain's interval covers the spread between training runs too
-        gain = paired_difference_clustered(a, b, strata, inner=None if inner is None else np.tile(inner, len(seeds)),
-                                           n_boot=n_boot, level=level, seed=derived_seed(seed, "study", k, d))
-        means = {arm: [float(np.mean(by_seed[arm][s]["scores"])) for s in seeds] for arm in ARMS}
-        per_seed = [w - wo for w, wo in zip(means["with"], means["without"])]
-        first = by_seed["with"][seeds[0]]
-        without, with_ = seed_spread(means["without"]), seed_spread(means["with"])
-        rows.append({
-            "k": k, "draw": d, "wells": " ".join(str(w) for w in first["wells"]), "n_real": int(first["n_real"]),
-            "n_generated": int(first["n_generated"]), "n_seeds": len(seeds), "n_heldout": n_heldout,
-            "steps_without": int(by_seed["without"][seeds[0]]["steps"]), "steps_with": int(first["steps"]),
-            "without_mean": without["mean"], "without_std": without["std"],
-            "with_mean": with_["mean"], "with_std": with_["std"],
-            "gain": gain.estimate, "gain_low": gain.low, "gain_high": gain.high,
-            "seed_gain_std": seed_spread(per_seed)["std"], "seeds_with_gain": int(sum(g > 0 for g in per_seed)),
-            "verdict": verdict(gain.low, gain.high),
-        })
-        intervals[f"k={k} draw {d}"] = {**gain.as_dict(), "per_seed_gain": per_seed}
-        draws_of.setdefault(k, []).append({"draw": d, "a": a, "b": b, "seeds": strata, "row": rows[-1],
-                                           "within": np.tile(within, len(seeds))})
-    for k, parts in draws_of.items():
-        if len(parts) < 2:
-            continue
-        cat = lambda key: np.concatenate([p[key] for p in parts])  # noqa: E731
-        draw_codes = np.concatenate([np.full(p["a"].size, p["draw"]) for p in parts])
-        # draws, then the seeds of each drawn draw, then its sections: an answer for a labelled set drawn at random
-        gain = paired_difference_nested(cat("a"), cat("b"), [draw_codes, cat("seeds"), cat("within")],
-                                        n_boot=n_boot, level=level, seed=derived_seed(seed, "study", k, "pooled"))
-        per_draw = [p["row"]["gain"] for p in parts]
-        # A percentile bootstrap of a handful of draws is too narrow (it never leaves the draws' own range and
-        # has no t quantile); the t interval over the draws' gains misses the held-out patches' noise, which
-        # every draw shares. The verdict takes the union of the two.
-        t_low, t_high = (scipy_stats.t.interval(level, len(per_draw) - 1, loc=float(np.mean(per_draw)),
-                                                scale=float(scipy_stats.sem(per_draw)))
-                         if np.ptp(per_draw) > 0 else (per_draw[0], per_draw[0]))
-        without = seed_spread([p["row"]["without_mean"] for p in parts])
-        with_ = seed_spread([p["row"]["with_mean"] for p in parts])
-        pooled.append({
-            "k": k, "n_draws": len(parts), "wells": "; ".join(p["row"]["wells"] for p in parts),
-            "n_runs": int(sum(p["row"]["n_seeds"] for p in parts)), "n_heldout": n_heldout,
-            "without_mean": without["mean"], "without_std": without["std"],
-            "with_mean": with_["mean"], "with_std": with_["std"],
-            "gain": gain.estimate, "gain_low": gain.low, "gain_high": gain.high,
-            "draws_t_low": float(t_low), "draws_t_high": float(t_high),
-            "draw_gain_std": seed_spread(per_draw)["std"], "draws_with_gain": int(sum(g > 0 for g in per_draw)),
-            "verdict": verdict(min(gain.low, t_low), max(gain.high, t_high)),
-        })
-        intervals[f"k={k} pooled"] = {**gain.as_dict(), "per_draw_gain": per_draw}
+        draw = _draw_summary(records, k, d, within, **opts)
+        rows.append(draw["row"])
+        intervals[f"k={k} draw {d}"] = draw["interval"]
+        draws_of.setdefault(k, []).append(draw)
+    for k, draws in draws_of.items():
+        if len(draws) > 1:
+            row, intervals[f"k={k} pooled"] = _pooled_summary(k, draws, **opts)
+            pooled.append(row)
     return pd.DataFrame(rows), pd.DataFrame(pooled), intervals
+
+
+def _draw_summary(records: Sequence[Mapping[str, Any]], k: str, d: int, within: np.ndarray, level: float,
+                  n_boot: int, seed: int, whole_sections: bool) -> dict:
+    """One draw's table row, its interval and its paired items (for pooling)."""
+    from echocem.stats import paired_difference_clustered, seed_spread
+
+    by_seed, seeds = _paired_seeds(records, k, d)
+    a = np.concatenate([np.asarray(by_seed["with"][s]["scores"], float) for s in seeds])
+    b = np.concatenate([np.asarray(by_seed["without"][s]["scores"], float) for s in seeds])
+    strata, inner = np.repeat(seeds, within.size), np.tile(within, len(seeds))
+    # seeds, then patches (whole sections): the gain's interval covers the spread between training runs too
+    gain = paired_difference_clustered(a, b, strata, inner=inner if whole_sections else None, n_boot=n_boot,
+                                       level=level, seed=derived_seed(seed, "study", k, d))
+    means = {arm: [float(np.mean(by_seed[arm][s]["scores"])) for s in seeds] for arm in ARMS}
+    per_seed = [w - wo for w, wo in zip(means["with"], means["without"])]
+    first = by_seed["with"][seeds[0]]
+    without, with_ = seed_spread(means["without"]), seed_spread(means["with"])
+    row = {
+        "k": k, "draw": d, "wells": " ".join(str(w) for w in first["wells"]), "n_real": int(first["n_real"]),
+        "n_generated": int(first["n_generated"]), "n_seeds": len(seeds), "n_heldout": int(within.size),
+        "steps_without": int(by_seed["without"][seeds[0]]["steps"]), "steps_with": int(first["steps"]),
+        "without_mean": without["mean"], "without_std": without["std"],
+        "with_mean": with_["mean"], "with_std": with_["std"],
+        "gain": gain.estimate, "gain_low": gain.low, "gain_high": gain.high,
+        "seed_gain_std": seed_spread(per_seed)["std"], "seeds_with_gain": int(sum(g > 0 for g in per_seed)),
+        "verdict": verdict(gain.low, gain.high),
+    }
+    return {"row": row, "interval": {**gain.as_dict(), "per_seed_gain": per_seed},
+            "items": {"a": a, "b": b, "draw": np.full(a.size, d), "seed": strata, "within": inner}}
+
+
+def _pooled_summary(k: str, draws: Sequence[Mapping[str, Any]], level: float, n_boot: int, seed: int,
+                    whole_sections: bool) -> tuple[dict, dict]:
+    """The pooled row of a k's draws and its interval: an answer for a labelled set drawn at random."""
+    from scipy import stats as scipy_stats
+
+    from echocem.stats import paired_difference_nested, seed_spread
+
+    items = {key: np.concatenate([d["items"][key] for d in draws]) for key in draws[0]["items"]}
+    # draws, then the seeds of each drawn draw, then that seed's sections (or patches)
+    gain = paired_difference_nested(items["a"], items["b"], [items["draw"], items["seed"], items["within"]],
+                                    n_boot=n_boot, level=level, seed=derived_seed(seed, "study", k, "pooled"))
+    rows = [d["row"] for d in draws]
+    per_draw = [r["gain"] for r in rows]
+    # A percentile bootstrap of a handful of draws is too narrow (it never leaves the draws' own range and has
+    # no t quantile); the t interval over the draws' gains misses the held-out patches' noise, which every draw
+    # shares. The verdict takes the union of the two.
+    t_low, t_high = (scipy_stats.t.interval(level, len(per_draw) - 1, loc=float(np.mean(per_draw)),
+                                            scale=float(scipy_stats.sem(per_draw)))
+                     if np.ptp(per_draw) > 0 else (per_draw[0], per_draw[0]))
+    without = seed_spread([r["without_mean"] for r in rows])
+    with_ = seed_spread([r["with_mean"] for r in rows])
+    row = {
+        "k": k, "n_draws": len(rows), "wells": "; ".join(r["wells"] for r in rows),
+        "n_runs": int(sum(r["n_seeds"] for r in rows)), "n_heldout": rows[0]["n_heldout"],
+        "without_mean": without["mean"], "without_std": without["std"],
+        "with_mean": with_["mean"], "with_std": with_["std"],
+        "gain": gain.estimate, "gain_low": gain.low, "gain_high": gain.high,
+        "draws_t_low": float(t_low), "draws_t_high": float(t_high),
+        "draw_gain_std": seed_spread(per_draw)["std"], "draws_with_gain": int(sum(g > 0 for g in per_draw)),
+        "verdict": verdict(min(gain.low, t_low), max(gain.high, t_high)),
+    }
+    return row, {**gain.as_dict(), "per_draw_gain": per_draw}
 
 
 def table_markdown(table, pooled=None) -> str:
