@@ -9,9 +9,10 @@ generated pairs, same initialisation and same number of steps
 (echocem.patchgen.study). Writes the metrics (per k and draw: IoU mean, std
 and n over seeds for each arm, the paired gain with its bootstrap interval,
 the verdict; per k of several draws, the same pooled over draws; every run's
-per-patch scores), the tables (Markdown) and the figure. Finished generators, pools and runs are kept under
-checkpoints/augmentation_study/<fingerprint>/ so an interrupted run resumes;
-the folder is removed once the outputs are written.
+per-patch scores), the tables (Markdown) and the figure. Finished generators,
+pools and runs are kept under checkpoints/augmentation_study/<fingerprint>/
+so an interrupted run resumes; the folder is removed once the outputs are
+written.
 """
 from __future__ import annotations
 
@@ -108,8 +109,9 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     print(table_markdown(table, pooled))
     for r in [*table.to_dict("records"), *pooled.to_dict("records")]:
-        print(f"augmentation_study: k={r['k']} {'draw ' + str(r['draw']) if 'draw' in r else 'pooled'}: gain {r['gain']:+.4f} [{r['gain_low']:+.4f}, {r['gain_high']:+.4f}] "
-              f"-> {r['verdict']}")
+        row = f"draw {r['draw']}" if "draw" in r else "pooled"
+        print(f"augmentation_study: k={r['k']} {row}: gain {r['gain']:+.4f} [{r['gain_low']:+.4f}, "
+              f"{r['gain_high']:+.4f}] -> {r['verdict']}")
 
 
 if __name__ == "__main__":

@@ -138,10 +138,10 @@ def summarise(records: Sequence[Mapping[str, Any]], level: float = 0.95, n_boot:
         within = np.asarray(sections).reshape(-1)
         if within.size != n_heldout:
             raise EchoCemError(f"augmentation study: {within.size} section labels for {n_heldout} held-out patches")
-    opts = {"level": level, "n_boot": n_boot, "seed": seed, "whole_sections": sections is not None}
+    opts = {"level": level, "n_boot": n_boot, "seed": seed}
     rows, pooled, intervals, draws_of = [], [], {}, {}
     for k, d in dict.fromkeys((r["k"], int(r["draw"])) for r in records):
-        draw = _draw_summary(records, k, d, within, **opts)
+        draw = _draw_summary(records, k, d, within, whole_sections=sections is not None, **opts)
         rows.append(draw["row"])
         intervals[f"k={k} draw {d}"] = draw["interval"]
         draws_of.setdefault(k, []).append(draw)
@@ -182,8 +182,8 @@ def _draw_summary(records: Sequence[Mapping[str, Any]], k: str, d: int, within: 
             "items": {"a": a, "b": b, "draw": np.full(a.size, d), "seed": strata, "within": inner}}
 
 
-def _pooled_summary(k: str, draws: Sequence[Mapping[str, Any]], level: float, n_boot: int, seed: int,
-                    whole_sections: bool) -> tuple[dict, dict]:
+def _pooled_summary(k: str, draws: Sequence[Mapping[str, Any]], level: float, n_boot: int,
+                    seed: int) -> tuple[dict, dict]:
     """The pooled row of a k's draws and its interval: an answer for a labelled set drawn at random."""
     from scipy import stats as scipy_stats
 
