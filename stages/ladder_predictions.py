@@ -6,7 +6,9 @@ own stage's predictions); whole sections with overlapping windows; depth-flip
 test-time augmentation; the out-of-fold U-Nets averaged in; the pseudo-label
 students averaged in; the post-processing U-Net on that average. Every network
 is predicted once (sections and TTA) and the rungs are averages of those, so the
-parts are measured on the same patches. Also each out-of-fold U-Net and each
+parts are measured on the same patches; the main U-Net's TTA is the mean of its
+plain view (the sections rung) and its depth-flipped one, so it runs twice, not
+three times. Also each out-of-fold U-Net and each
 student alone, from those same predictions: the gain of one more training well
 (the refit) and of self-training are measured from them against the TTA rung.
 Writes one .npz: ids, wells, and int8 labels per rung and per network alone.
@@ -64,16 +66,18 @@ def main() -> None:
     n_students = len(load_json(args.pseudo_metrics)["test_folds"])
     students = [load_model(Path(args.students) / f"student_{k}.pt")[0] for k in range(n_students)]
 
-    def probs_of(models, sections: bool, tta: bool, desc: str) -> np.ndarray:
-        how = Inference.from_params(profile["context"], batch, sections=sections, tta=tta)
-        return predict_probs(models, val, inputs.spec, device, how, desc=desc)
+    def probs_of(model, desc: str, tta: bool = True, flipped: bool = False) -> np.ndarray:
+        how = Inference.from_params(profile["context"], batch, sections=True, tta=tta, flipped=flipped)
+        return predict_probs([model], val, inputs.spec, device, how, desc=desc)
 
     unet_pred = load_npz(args.unet_pred)
     labels = {"unet": align_predictions(val["ids"], unet_pred["ids"], unet_pred["pred"], args.unet_pred)}
-    labels["sections"] = labels_from_proba(probs_of([main_model], True, False, "sections"), widths)
-    full = {"main": probs_of([main_model], True, True, "main")}
-    full.update({f"fold_{k}": probs_of([m], True, True, f"fold {k}") for k, m in enumerate(folds)})
-    full.update({f"student_{k}": probs_of([m], True, True, f"student {k}") for k, m in enumerate(students)})
+    plain = probs_of(main_model, "main", tta=False)
+    labels["sections"] = labels_from_proba(plain, widths)
+    full = {"main": average_probs([plain, probs_of(main_model, "main, depth-flipped", tta=False, flipped=True)])}
+    del plain
+    full.update({f"fold_{k}": probs_of(m, f"fold {k}") for k, m in enumerate(folds)})
+    full.update({f"student_{k}": probs_of(m, f"student {k}") for k, m in enumerate(students)})
     labels["tta"] = labels_from_proba(full["main"], widths)
     ensemble = average_probs([full["main"], *(full[f"fold_{k}"] for k in range(len(folds)))])
     labels["ensemble"] = labels_from_proba(ensemble, widths)

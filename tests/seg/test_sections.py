@@ -387,3 +387,30 @@ def test_chunks_hold_whole_runs_and_predict_like_the_whole_split():
     np.testing.assert_array_equal(out, whole)
     with pytest.raises(EchoCemError, match="max_patches"):
         chunk_runs(runs, 0)
+
+
+def test_the_flipped_view_averaged_with_the_plain_one_is_the_tta_prediction():
+    """What ladder_predictions relies on: the main U-Net's TTA from its plain view (the
+    sections rung) and its flipped view, the network run twice instead of three times."""
+    from echocem.data.preprocess import fit_normalization
+    from echocem.seg.context import Inference, predict_probs
+    from echocem.seg.unet import build_model, model_config
+
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    cfg = model_config({"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3,
+                        "decoder_channels": [16, 8, 8], "encoder_weights_path": None})
+    model = build_model(cfg).eval()
+    data = make_split(seed=14)
+    keep = np.isin(data["well"], [1, 3])  # runs of several patches: overlapping windows blend
+    data = {k: v[keep] for k, v in data.items()}
+    spec = fit_normalization(data["images"], data["widths"])
+
+    def probs(**views):
+        return predict_probs([model], data, spec, "cpu", Inference(sections=True, batch_size=4, **views))
+
+    plain, flipped, tta = probs(tta=False), probs(tta=False, flipped=True), probs(tta=True)
+    np.testing.assert_allclose(average_probs([plain, flipped]), tta, atol=1e-6)
+    assert np.abs(flipped - plain).max() > 1e-3  # the flipped view is another prediction, not the plain one
+    with pytest.raises(EchoCemError, match="one of tta, flipped"):
+        Inference(sections=True, tta=True, flipped=True)

@@ -15,8 +15,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from echocem.io import EchoCemError
-from echocem.seg.sections import (PATCH_ROWS, Run, background_padding, chunk_runs, ensemble, flip_tta,
-                                  model_predictor, predict_runs, runs_from_split, training_windows)
+from echocem.seg.sections import (PATCH_ROWS, Run, background_padding, chunk_runs, depth_flipped, ensemble,
+                                  flip_tta, model_predictor, predict_runs, runs_from_split, training_windows)
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class Inference:
 
     sections: whole sections, overlapping windows of `window_rows` every
     `stride_rows`, blended; else patch by patch. tta: averaged with the
-    depth-flipped prediction. Several models are averaged (an ensemble).
+    depth-flipped prediction. flipped: the depth-flipped prediction alone (TTA's
+    second view: its mean with the plain prediction is the TTA one, blending
+    being linear). Several models are averaged (an ensemble).
     """
 
     sections: bool
@@ -33,11 +35,17 @@ class Inference:
     window_rows: int = 2 * PATCH_ROWS
     stride_rows: int = PATCH_ROWS
     batch_size: int = 8
+    flipped: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tta and self.flipped:
+            raise EchoCemError("prediction: tta already holds the flipped view; ask for one of tta, flipped")
 
     @staticmethod
-    def from_params(context: Mapping[str, Any], batch_size: int, sections: bool, tta: bool) -> "Inference":
+    def from_params(context: Mapping[str, Any], batch_size: int, sections: bool, tta: bool,
+                    flipped: bool = False) -> "Inference":
         return Inference(sections=sections, tta=tta, window_rows=int(context["window_rows"]),
-                         stride_rows=int(context["stride_rows"]), batch_size=int(batch_size))
+                         stride_rows=int(context["stride_rows"]), batch_size=int(batch_size), flipped=flipped)
 
 
 def patch_runs(n: int, widths: np.ndarray) -> list[Run]:
@@ -63,6 +71,8 @@ def iter_probs(models: Sequence[nn.Module], data: Mapping[str, np.ndarray], norm
     predict = ensemble([model_predictor(m, device) for m in models])
     if how.tta:
         predict = flip_tta(predict)
+    elif how.flipped:
+        predict = depth_flipped(predict)
     window, stride = (how.window_rows, how.stride_rows) if how.sections else (PATCH_ROWS, PATCH_ROWS)
     bar = tqdm(total=n, desc=desc, unit="patch", dynamic_ncols=True, leave=False)
     for idx, local in chunk_runs(runs, chunk_patches):

@@ -366,12 +366,22 @@ def flip_tta(predict: PredictFn) -> PredictFn:
     The flip is along rows (depth) only: a well logged upward looks like one
     logged downward, but echoes arrive in time order, so columns never flip.
     """
+    flipped = depth_flipped(predict)
+
     def predict_tta(batch: torch.Tensor) -> torch.Tensor:
-        plain = predict(batch)
-        flipped = predict(batch.flip(-2)).flip(-2)
-        return (plain + flipped) / 2
+        return (predict(batch) + flipped(batch)) / 2
 
     return predict_tta
+
+
+def depth_flipped(predict: PredictFn) -> PredictFn:
+    """TTA's second view alone: flip(p(flip(x))), rows (depth) flipped in and back out. Averaged
+    with the plain prediction it is `flip_tta`'s, so a caller that needs both the plain and the
+    TTA probabilities runs the network over the flipped view once more, not twice."""
+    def predict_flipped(batch: torch.Tensor) -> torch.Tensor:
+        return predict(batch.flip(-2)).flip(-2)
+
+    return predict_flipped
 
 
 def ensemble(predicts: Sequence[PredictFn], weights: Sequence[float] | None = None) -> PredictFn:
