@@ -16,14 +16,22 @@ export DVC_NO_ANALYTICS := 1
 # The venv is updated only when the dependency declaration changes. Running the
 # pipeline needs the package alone; the tests add pytest and the SLURM executor
 # plugin (the `dev` and `cluster` extras), so the default install stays lean.
+# pip byte-compiles the 15,000 installed modules one at a time, most of its install time
+# (measured: 160 s for pip with its compile, 75 s without it + 34 s for compileall on both cores);
+# compileall's exit status only says that some package ships files for other Pythons, which pip
+# skips the same way.
+COMPILE := $(BIN)/python -m compileall -q -j 0 $(abspath $(VENV))/lib > /dev/null 2>&1 || true
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-compile -e .
+	$(COMPILE)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev,cluster]'
+	$(COMPILE)
 	touch $@
 
 setup: $(VENV)/.installed

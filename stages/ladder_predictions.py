@@ -8,9 +8,9 @@ students averaged in; the post-processing U-Net on that average. Every network
 is predicted once (sections and TTA) and the rungs are averages of those, so the
 parts are measured on the same patches; the main U-Net's TTA is the mean of its
 plain view (the sections rung) and its depth-flipped one, so it runs twice, not
-three times. Also each out-of-fold U-Net and each
-student alone, from those same predictions: the gain of one more training well
-(the refit) and of self-training are measured from them against the TTA rung.
+three times. Also each out-of-fold U-Net and each student alone, from those
+same predictions: the gain of one more training well (the refit) and of
+self-training are measured from them against the TTA rung.
 Writes one .npz: ids, wells, and int8 labels per rung and per network alone.
 """
 from __future__ import annotations
