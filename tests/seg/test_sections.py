@@ -342,20 +342,27 @@ def test_window_index_gathers_from_tensors_with_a_channel_axis():
 # --------------------------------------------------------------------------- with a real network
 
 
+def tiny_network_and_wells(seed: int, split_seed: int, wells: list[int]):
+    """A small untrained U-Net (eval mode, one thread) and the patches of `wells` of a split."""
+    from echocem.seg.unet import build_model, model_config
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    cfg = model_config({"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3,
+                        "decoder_channels": [16, 8, 8], "encoder_weights_path": None})
+    data = make_split(seed=split_seed)
+    keep = np.isin(data["well"], wells)
+    return build_model(cfg).eval(), {k: v[keep] for k, v in data.items()}
+
+
 def test_patch_sized_windows_reproduce_per_patch_inference_of_a_network():
     """Windows of exactly one patch (window = stride = 160) are the old per-patch path."""
     from echocem.data.preprocess import fit_normalization, normalize
     from echocem.seg.sections import model_predictor
-    from echocem.seg.unet import build_model, model_config, predict_proba
+    from echocem.seg.unet import predict_proba
 
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cfg = model_config({"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3,
-                        "decoder_channels": [16, 8, 8], "encoder_weights_path": None})
-    model = build_model(cfg).eval()
-    data = make_split(seed=12)
-    keep = np.isin(data["well"], [2, 3])  # a one-patch section and a narrow well: 6 patches
-    data = {k: v[keep] for k, v in data.items()}
+    # a one-patch section and a narrow well: 6 patches
+    model, data = tiny_network_and_wells(seed=0, split_seed=12, wells=[2, 3])
     runs = runs_from_split(data)
     spec = fit_normalization(data["images"], data["widths"])
     reference = predict_proba(model, data["images"], data["widths"], spec, "cpu", batch_size=4)
@@ -394,16 +401,9 @@ def test_the_flipped_view_averaged_with_the_plain_one_is_the_tta_prediction():
     sections rung) and its flipped view, the network run twice instead of three times."""
     from echocem.data.preprocess import fit_normalization
     from echocem.seg.context import Inference, predict_probs
-    from echocem.seg.unet import build_model, model_config
 
-    torch.set_num_threads(1)
-    torch.manual_seed(1)
-    cfg = model_config({"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3,
-                        "decoder_channels": [16, 8, 8], "encoder_weights_path": None})
-    model = build_model(cfg).eval()
-    data = make_split(seed=14)
-    keep = np.isin(data["well"], [1, 3])  # runs of several patches: overlapping windows blend
-    data = {k: v[keep] for k, v in data.items()}
+    # runs of several patches: overlapping windows blend
+    model, data = tiny_network_and_wells(seed=1, split_seed=14, wells=[1, 3])
     spec = fit_normalization(data["images"], data["widths"])
 
     def probs(**views):
