@@ -97,6 +97,7 @@ def main() -> None:
         "size": section["size"], "device": device, "seed": seed,
         "train_wells": [int(w) for w in splits["train_wells"]], "val_wells": [int(w) for w in splits["val_wells"]],
         "generator": {**gen.meta, "config": gen.config, "data_scale": gen.data_scale, "prediction": gen.prediction,
+                      "contrast_rows": gen.contrast.rows if gen.contrast is not None else 0.0,
                       "parameters": int(sum(p.numel() for p in gen.net.parameters())),
                       "sampling": dict(size["sampling"])},
         "mask_ranges": ranges_dict(ranges),

@@ -10,7 +10,8 @@ from echocem.data.simulate import simulate_section
 from tests.pipeline import REPO
 
 H, W = 160, 272
-TINY_MODEL = {"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
+TINY_MODEL = {"encoder": "tu-mobilenetv3_small_050", "encoder_depth": 3, "decoder_channels": [16, 8, 8],
+              "contrast_rows": 8.0}
 TINY_TRAIN = {"epochs": 3, "batch_size": 4, "lr": 0.003, "weight_decay": 0.0001, "warmup_fraction": 0.2,
               "crop_rows": 32, "depth_flip": 0.5, "mask_dropout": 0.2, "tie_weight": 4.0, "time_sampling": "logit_normal",
               "prediction": "data_skip", "data_space": 1.0, "ema_decay": 0.9}

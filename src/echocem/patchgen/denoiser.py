@@ -5,7 +5,9 @@ whose input channels are
 
     0      the noisy image x_t (generator units, see `to_generator_units`)
     1..3   the conditioning mask, one-hot over classes 0/1/2 (all zero when the
-           mask is dropped, and on the padding columns of narrow patches)
+           mask is dropped, and on the padding columns of narrow patches); a
+           generator conditioned on echo contrast scales the TIE and casing
+           channels row by row (echocem.patchgen.contrast)
     4      the "no mask" flag: 1 everywhere when the mask is dropped, else 0
     5      the time t in [0, 1], constant over the patch
 

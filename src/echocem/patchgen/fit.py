@@ -10,6 +10,9 @@ on whole 160-row patches. Patches are flipped along depth with probability
 `depth_flip` (never along time: echoes arrive in time order). A labelled
 patch's mask is dropped with probability `mask_dropout`; unlabelled patches
 never have one: both teach the unconditional model that guidance needs.
+With a contrast prior (`contrast_rows` > 0, echocem.patchgen.contrast) the
+mask's casing and TIE channels carry each labelled patch's echo contrast, row
+by row, cropped and flipped with its patch.
 
 Weights are averaged along training (EMA, torch.optim.swa_utils.AveragedModel);
 the averaged network is the one that samples. The learning rate follows
@@ -35,6 +38,7 @@ from tqdm.auto import tqdm
 
 from echocem.checkpoints import cpu_state, load_checkpoint, save_checkpoint
 from echocem.io import EchoCemError
+from echocem.patchgen.contrast import ContrastPrior, scale_condition
 from echocem.patchgen.denoiser import condition, to_generator_units, valid_columns
 from echocem.patchgen.flow import flow_matching_loss
 from echocem.patchgen.unet_adapter import normalised_images
@@ -63,23 +67,29 @@ def fingerprint(config: Mapping[str, Any], arrays: Sequence[np.ndarray | torch.T
 @dataclass
 class GeneratorData:
     """Training images on the device: x (N, 1, H, W) generator units, masks (N, H, W)
-    int8 with -1 padding (all -1 where there is no mask), has_mask (N,) bool, widths (N,)."""
+    int8 with -1 padding (all -1 where there is no mask), has_mask (N,) bool, widths (N,);
+    with a contrast prior, contrast (N, 2, H) each patch's normalised profiles (1 where
+    there is no mask) and the prior itself, made from the labelled patches."""
 
     x: torch.Tensor
     masks: torch.Tensor
     has_mask: torch.Tensor
     widths: torch.Tensor
+    contrast: torch.Tensor | None = None
+    prior: ContrastPrior | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def arrays(self) -> list[torch.Tensor]:
-        return [self.x, self.masks, self.has_mask, self.widths]
+        return [self.x, self.masks, self.has_mask, self.widths] + ([self.contrast] if self.contrast is not None else [])
 
 
 def generator_data(labelled: Mapping[str, np.ndarray], unlabelled: Sequence[Mapping[str, np.ndarray]],
-                   norm_spec: Mapping[str, Any], data_scale: float, device: str) -> GeneratorData:
-    """Stack labelled (images, masks, widths) and unlabelled (images, widths) patches."""
+                   norm_spec: Mapping[str, Any], data_scale: float, device: str,
+                   contrast_rows: float = 0.0) -> GeneratorData:
+    """Stack labelled (images, masks, widths) and unlabelled (images, widths) patches; with
+    `contrast_rows` > 0, the labelled patches' contrast prior smoothed over that many rows."""
     parts_x, parts_m, parts_h, parts_w = [], [], [], []
     for block, has in [(labelled, True)] + [(u, False) for u in unlabelled]:
         n = len(block["images"])
@@ -93,7 +103,14 @@ def generator_data(labelled: Mapping[str, np.ndarray], unlabelled: Sequence[Mapp
         parts_w.append(torch.from_numpy(widths).to(device))
     if not parts_x:
         raise EchoCemError("gen_patches: no training images (labelled or unlabelled)")
-    return GeneratorData(torch.cat(parts_x), torch.cat(parts_m), torch.cat(parts_h), torch.cat(parts_w))
+    data = GeneratorData(torch.cat(parts_x), torch.cat(parts_m), torch.cat(parts_h), torch.cat(parts_w))
+    if contrast_rows > 0:
+        n_labelled = len(labelled["images"])
+        data.prior = ContrastPrior.fit(data.x[:n_labelled, 0].cpu().numpy(), np.asarray(labelled["masks"]),
+                                       np.asarray(labelled["widths"]), contrast_rows)
+        data.contrast = torch.ones((len(data), data.prior.bank.shape[1], data.x.shape[-2]), device=device)
+        data.contrast[:n_labelled] = torch.from_numpy(data.prior.bank).to(device)
+    return data
 
 
 # --------------------------------------------------------------------------- one step
@@ -101,7 +118,7 @@ def generator_data(labelled: Mapping[str, np.ndarray], unlabelled: Sequence[Mapp
 
 def make_batch(data: GeneratorData, idx: torch.Tensor, cfg: Mapping[str, Any], gen: torch.Generator
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x1, cond, valid) of a training batch: row band, depth flips, mask dropout."""
+    """(x1, cond, valid) of a training batch: row band, depth flips, mask dropout, contrast."""
     x, masks, has, widths = data.x[idx], data.masks[idx], data.has_mask[idx], data.widths[idx]
     b, _, h, w = x.shape
     crop = min(int(cfg["crop_rows"]), h)
@@ -112,6 +129,9 @@ def make_batch(data: GeneratorData, idx: torch.Tensor, cfg: Mapping[str, Any], g
     masks = torch.where(flip.view(b, 1, 1), masks.flip(-2), masks)
     keep = torch.rand(b, generator=gen, device=gen.device) >= float(cfg["mask_dropout"])
     cond = condition(masks, has & keep)
+    if data.contrast is not None:
+        profiles = data.contrast[idx][:, :, top:top + crop]
+        cond = scale_condition(cond, torch.where(flip.view(b, 1, 1), profiles.flip(-1), profiles))
     return x, cond, valid_columns(widths, crop, w)
 
 

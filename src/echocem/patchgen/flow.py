@@ -92,7 +92,8 @@ def pixel_weights(cond: torch.Tensor, valid: torch.Tensor, tie_weight: float) ->
     """
     if tie_weight < 1.0:
         raise EchoCemError(f"tie_weight must be >= 1, got {tie_weight}")
-    tie = cond[:, TIE_CHANNEL:TIE_CHANNEL + 1]
+    # where the TIE is, not how strong: a contrast-scaled channel (echocem.patchgen.contrast) weighs as a one-hot one
+    tie = (cond[:, TIE_CHANNEL:TIE_CHANNEL + 1] > 0).to(valid.dtype)
     return valid * (1.0 + (float(tie_weight) - 1.0) * tie)
 
 

@@ -16,7 +16,7 @@ import torch
 from echocem.io import load_npz
 from echocem.patchgen.denoiser import build_velocity_net, network_config
 from echocem.patchgen.fit import GeneratorFit, fingerprint, fit_generator, generator_data
-from echocem.patchgen.generate import PatchGenerator, generate_images
+from echocem.patchgen.generate import PatchGenerator, generate_images, sampling_contrast
 from echocem.patchgen.masks import MaskRanges, propose_masks
 from echocem.runtime import derived_seed
 
@@ -47,11 +47,13 @@ def train_generator(labelled: Mapping[str, np.ndarray], unlabelled: Sequence[Map
     resumes there; `task` names the run (seeds, progress bar).
     """
     cfg = network_config(size_cfg["model"])
+    contrast_rows = float(size_cfg["model"]["contrast_rows"])
     train_cfg = dict(size_cfg["train"])
     data_scale = float(size_cfg["data_scale"])
-    data = generator_data(labelled, unlabelled, norm_spec, data_scale, device)
-    fp = fingerprint({"task": task, "seed": int(seed), "model": cfg, "train": train_cfg, "data_scale": data_scale,
-                      "norm_spec": dict(norm_spec), "device": device}, data.arrays())
+    data = generator_data(labelled, unlabelled, norm_spec, data_scale, device, contrast_rows)
+    fp = fingerprint({"task": task, "seed": int(seed), "model": cfg, "contrast_rows": contrast_rows,
+                      "train": train_cfg, "data_scale": data_scale, "norm_spec": dict(norm_spec), "device": device},
+                     data.arrays())
     torch.manual_seed(derived_seed(seed, task, "init"))
     net = build_velocity_net(cfg).to(device)
     ck_dir = checkpoint_root / fp if checkpoint_root is not None else None
@@ -61,14 +63,17 @@ def train_generator(labelled: Mapping[str, np.ndarray], unlabelled: Sequence[Map
     info = {"task": task, "n_labelled": int(len(labelled["images"])),
             "n_unlabelled": int(sum(len(u["images"]) for u in unlabelled)), "steps": run.steps,
             "final_loss": run.history[-1]["loss"] if run.history else None, **(meta or {})}
-    return PatchGenerator(net, cfg, data_scale, dict(norm_spec), info, str(train_cfg["prediction"])), run
+    return PatchGenerator(net, cfg, data_scale, dict(norm_spec), info, str(train_cfg["prediction"]),
+                          data.prior), run
 
 
 def draw(gen: PatchGenerator, masks: np.ndarray, widths: np.ndarray, sampling: Mapping[str, Any], seed: int,
-         device: str, desc: str = "sampling") -> np.ndarray:
-    """int16 raw patches for `masks` with the params `sampling` block (steps, method, guidance, batch_size)."""
+         device: str, desc: str = "sampling", contrast: np.ndarray | None = None) -> np.ndarray:
+    """int16 raw patches for `masks` with the params `sampling` block (steps, method, guidance, batch_size);
+    `contrast`: the profiles a contrast-conditioned generator draws with (None: from its prior)."""
     return generate_images(gen, masks, widths, int(sampling["steps"]), float(sampling["guidance"]),
-                           str(sampling["method"]), seed, int(sampling["batch_size"]), device, desc=desc)
+                           str(sampling["method"]), seed, int(sampling["batch_size"]), device, desc=desc,
+                           contrast=contrast)
 
 
 def proposal_pairs(gen: PatchGenerator, train: Mapping[str, np.ndarray], n: int, proposals_cfg: Mapping[str, Any],
@@ -78,10 +83,15 @@ def proposal_pairs(gen: PatchGenerator, train: Mapping[str, np.ndarray], n: int,
 
     The result is the generated-pairs contract: images int16, masks int8 (-1
     padding), widths int16, source_index/source_id (the training mask each
-    proposal came from) and the modification fields of echocem.patchgen.masks.
+    proposal came from) and the modification fields of echocem.patchgen.masks;
+    from a contrast-conditioned generator also contrast (N, 2, H) float32, the
+    profiles each patch was drawn with (echocem.patchgen.contrast).
     """
     rng = np.random.default_rng(derived_seed(seed, task, "proposals"))
     pairs = propose_masks(train["masks"], train["widths"], train["ids"], n, proposals_cfg, rng, ranges)
+    contrast = sampling_contrast(gen, n, derived_seed(seed, task, "contrast"))
     pairs["images"] = draw(gen, pairs["masks"], pairs["widths"], sampling, derived_seed(seed, task, "draw"), device,
-                           desc=f"{task}: sampling")
+                           desc=f"{task}: sampling", contrast=contrast)
+    if contrast is not None:
+        pairs["contrast"] = contrast
     return pairs

@@ -328,9 +328,13 @@ def generated_patches_section(run: Run) -> Section:
         blocks.append(_missing("reports/metrics/gen_patches.json"))
     else:
         sets = list(g["sinkhorn"])
+        contrast_rows = g.get("generator", {}).get("contrast_rows", 0.0)
+        contrast = (f" and on the echoes' contrast row by row (smoothed over {contrast_rows:g} rows; sampling "
+                    "draws the training patches' profiles)") if contrast_rows else ""
         blocks.append(Text(
-            "A generator of patches conditioned on a mask (rectified flow, a U-Net denoiser with classifier-free "
-            "guidance), trained on the training wells' pairs and on the unlabelled and test images without masks; "
+            f"A generator of patches conditioned on a mask{contrast} (rectified flow, a U-Net denoiser with "
+            "classifier-free guidance), trained on the training wells' pairs and on the unlabelled and test images "
+            "without masks; "
             "the validation wells never reach it. Debiased Sinkhorn divergence (geomloss) between descriptors of "
             "held-out validation patches and of each set (amplitude and envelope statistics per class region, "
             "an out-of-fold U-Net's encoder features, both): lower is closer. The floor is real training patches; "
