@@ -17,7 +17,10 @@ KILL_AFTER = 2
 
 
 def _setup(wells, norm_spec, tiny_size):
-    data = generator_data({k: wells[k] for k in ("images", "masks", "widths")}, [], norm_spec, 2.0, "cpu")
+    # the params' default: a generator conditioned on the echoes' contrast (its profiles are resumed with it)
+    data = generator_data({k: wells[k] for k in ("images", "masks", "widths")}, [], norm_spec, 2.0, "cpu",
+                          float(tiny_size["model"]["contrast_rows"]))
+    assert data.contrast is not None
     torch.manual_seed(11)
     net = build_velocity_net(tiny_size["model"])
     return data, net, fingerprint({"train": tiny_size["train"]}, data.arrays())
