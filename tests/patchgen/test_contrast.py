@@ -71,6 +71,8 @@ def test_prior_normalises_by_the_median_and_draws_training_profiles():
     drawn = prior.draw(20, np.random.default_rng(0))
     assert drawn.shape == (20, 2, H)
     assert all(any(np.array_equal(d, b) for b in prior.bank) for d in drawn)
+    no_tie = ContrastPrior.fit(x[1:2], m[1:2], np.full(1, W), 8.0)  # no training patch has a TIE
+    assert no_tie.median[1] == 1.0 and (no_tie.bank[:, 1] == 1.0).all()
     with pytest.raises(EchoCemError, match="no labelled patches"):
         ContrastPrior.fit(x[:0], m[:0], np.zeros(0, int), 8.0)
     with pytest.raises(EchoCemError, match="smoothing length"):

@@ -75,8 +75,10 @@ class ContrastPrior:
         raw = contrast_profiles(x, masks, widths, rows)
         if len(raw) == 0:
             raise EchoCemError("contrast: no labelled patches to take the contrast prior from")
-        median = np.nanmedian(raw, axis=(0, 2)) if np.isfinite(raw).any() else np.ones(len(CLASSES))
-        median = np.where(np.isfinite(median) & (median > 0), median, 1.0)
+        # a class no training patch has (no TIE anywhere) keeps its profiles at 1, the median's value
+        median = np.array([np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else 1.0
+                           for c in raw.transpose(1, 0, 2)])
+        median = np.where(median > 0, median, 1.0)
         return cls(float(rows), median, normalised(raw, median))
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
